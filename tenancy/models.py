@@ -1,0 +1,150 @@
+"""The model zoo: the five models of the study, with their exact configs.
+
+Configs live in code because weights cannot be downloaded (and Llama is gated): random weights
+built from these configs have the real FLOPs and bytes. `size="tiny"` keeps the family and
+architecture but shrinks every dimension so the same code paths run on a CPU in seconds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["encoder", "decoder"]
+Size = Literal["full", "tiny"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: Kind
+    family: str  # transformers model_type
+    config: dict[str, Any]
+    tiny: dict[str, Any]  # overrides that shrink the model
+    hub_id: str  # where the real weights live, for `weights: <id>` with a local cache
+
+    def make_config(self, size: Size = "full"):
+        from transformers import AutoConfig
+
+        kwargs = dict(self.config)
+        if size == "tiny":
+            kwargs.update(self.tiny)
+        return AutoConfig.for_model(self.family, **kwargs)
+
+
+_TINY_ENCODER = dict(
+    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=1024
+)
+_TINY_LLAMA = dict(
+    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    head_dim=16, intermediate_size=128, vocab_size=1024,
+)
+
+ZOO: dict[str, ModelSpec] = {
+    "bert-base": ModelSpec(
+        name="bert-base", kind="encoder", family="bert", hub_id="google-bert/bert-base-uncased",
+        config=dict(
+            hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+            vocab_size=30522, max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu",
+        ),
+        tiny=_TINY_ENCODER,
+    ),
+    "deberta-v3-base": ModelSpec(
+        name="deberta-v3-base", kind="encoder", family="deberta-v2", hub_id="microsoft/deberta-v3-base",
+        config=dict(
+            hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+            vocab_size=128100, max_position_embeddings=512, type_vocab_size=0, hidden_act="gelu",
+            relative_attention=True, position_buckets=256, pos_att_type=["p2c", "c2p"],
+            share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False,
+            max_relative_positions=-1, layer_norm_eps=1e-7,
+        ),
+        tiny={**_TINY_ENCODER, "position_buckets": 32},
+    ),
+    "distilgpt2": ModelSpec(
+        name="distilgpt2", kind="decoder", family="gpt2", hub_id="distilbert/distilgpt2",
+        config=dict(n_embd=768, n_layer=6, n_head=12, n_positions=1024, vocab_size=50257),
+        tiny=dict(n_embd=64, n_layer=2, n_head=4, vocab_size=1024, bos_token_id=1, eos_token_id=2),
+    ),
+    "llama-3.2-1b": ModelSpec(
+        name="llama-3.2-1b", kind="decoder", family="llama", hub_id="meta-llama/Llama-3.2-1B",
+        config=dict(
+            hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+            head_dim=64, intermediate_size=8192, vocab_size=128256, max_position_embeddings=131072,
+            rope_theta=500000.0, rms_norm_eps=1e-5, hidden_act="silu", tie_word_embeddings=True,
+            rope_scaling=dict(
+                rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                original_max_position_embeddings=8192,
+            ),
+            bos_token_id=128000, eos_token_id=128001,
+        ),
+        tiny={**_TINY_LLAMA, "bos_token_id": 1, "eos_token_id": 2},
+    ),
+    "mistral-7b": ModelSpec(
+        name="mistral-7b", kind="decoder", family="mistral", hub_id="mistralai/Mistral-7B-v0.1",
+        config=dict(
+            hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+            head_dim=128, intermediate_size=14336, vocab_size=32000, max_position_embeddings=32768,
+            rope_theta=10000.0, rms_norm_eps=1e-5, sliding_window=4096, hidden_act="silu",
+            tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+        ),
+        tiny={**_TINY_LLAMA, "bos_token_id": 1, "eos_token_id": 2},
+    ),
+}
+
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+
+
+class UnknownModel(ValueError):
+    pass
+
+
+def get(name: str) -> ModelSpec:
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise UnknownModel(f"unknown model {name!r}; known: {', '.join(ZOO)}") from None
+
+
+def _auto_class(kind: Kind):
+    import transformers
+
+    return transformers.AutoModelForCausalLM if kind == "decoder" else transformers.AutoModel
+
+
+def build(name: str, size: Size = "full", dtype: str = "float32", device: str = "cpu",
+          weights: str = "random", seed: int = 0):
+    """Build a model in eval mode on `device`.
+
+    Random weights are drawn directly on the target device (fast even for 7B on a GPU) from a
+    fixed seed; any other `weights` value is a local path or a model id in the local HF cache.
+    """
+    import torch
+
+    spec = get(name)
+    cls = _auto_class(spec.kind)
+    torch_dtype = getattr(torch, dtype)
+    if weights == "random":
+        torch.manual_seed(seed)
+        with torch.device(device):
+            model = cls.from_config(spec.make_config(size), dtype=torch_dtype)
+    else:
+        model = cls.from_pretrained(weights, dtype=torch_dtype).to(device)
+    return model.eval()
+
+
+def count_params(name: str, size: Size = "full") -> int:
+    """Parameters of the model, counted on the meta device (no memory is allocated)."""
+    import torch
+
+    spec = get(name)
+    with torch.device("meta"):
+        model = _auto_class(spec.kind).from_config(spec.make_config(size))
+    return sum(p.numel() for p in model.parameters())
+
+
+def random_input_ids(vocab_size: int, batch: int, seq: int, seed: int = 0, device: str = "cpu"):
+    """Random token ids (never zeros: zeros hide bugs and can run faster than real data)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab_size, (batch, seq), generator=gen)
+    return ids.to(device)
