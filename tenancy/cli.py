@@ -1,0 +1,155 @@
+"""The `tenancy` command line."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, TenancyError
+
+console = Console(stderr=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tenancy")
+def cli() -> None:
+    """Measure transformer models co-located on one GPU: alone, time-sliced, under MPS or streams."""
+
+
+@cli.command()
+@click.argument("scenario_file", metavar="SCENARIO")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default results/<name>-<time>/).")
+@click.option("--iterations", type=click.IntRange(min=1), help="Override the scenario's iterations.")
+@click.option("--warmup", type=click.IntRange(min=0), help="Override the scenario's warm-up iterations.")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), help="Override the scenario's device.")
+def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int | None,
+        device: str | None) -> None:
+    """Run SCENARIO: each tenant alone, then all together; write a run directory."""
+    from tenancy import results
+    from tenancy.runner import Runner, resolve
+    from tenancy.scenario import load_scenario
+
+    scenario = resolve(load_scenario(scenario_file), device, iterations, warmup)
+    from tenancy import sharing
+
+    sharing.get(scenario.sharing).check(scenario, scenario.device)
+    run_dir = results.new_run_dir(out, scenario.name)
+    console.print(f"[bold]{scenario.name}[/]: {len(scenario.instances())} tenant process(es), "
+                  f"sharing={scenario.sharing}, device={scenario.device} -> {run_dir}")
+    with _progress(scenario.iterations) as on_event:
+        runner = Runner(scenario, run_dir, source=str(scenario_file), on_event=on_event)
+        code = runner.run()
+    _print_summary(runner)
+    if code == EXIT_INTERRUPTED:
+        console.print(f"[yellow]interrupted[/]: samples measured so far are in {run_dir}")
+    elif code == EXIT_FAILED:
+        failed = [t for t in runner.statuses if t["status"] not in ("ok", "aborted")]
+        why = f"{failed[0]['tenant']}#{failed[0]['copy']} {failed[0]['status']}: {failed[0]['message']}" if failed else \
+            "see manifest.json"
+        console.print(f"[red]run failed[/]: {why} (results kept in {run_dir})")
+    sys.exit(code)
+
+
+@cli.command("models")
+def models_cmd() -> None:
+    """List the model zoo with parameter counts and weight memory."""
+    from tenancy import models
+
+    table = Table(title="tenancy model zoo")
+    for col in ("model", "kind", "family", "params", "fp16 weights", "tiny params", "hub id"):
+        table.add_column(col, justify="right" if col in ("params", "fp16 weights", "tiny params") else "left")
+    for spec in models.ZOO.values():
+        n = models.count_params(spec.name)
+        table.add_row(spec.name, spec.kind, spec.family, f"{n / 1e6:,.1f} M", f"{n * 2 / 2**30:.2f} GiB",
+                      f"{models.count_params(spec.name, 'tiny') / 1e3:,.0f} k", spec.hub_id)
+    Console().print(table)
+
+
+class _progress:
+    """Rich progress bars fed by the runner's events; one bar per tenant process."""
+
+    def __init__(self, iterations: int) -> None:
+        self.iterations = iterations
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console,
+                             transient=False, disable=not console.is_terminal)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        self.bars.__enter__()
+        return self.event
+
+    def __exit__(self, *exc) -> None:
+        self.bars.__exit__(*exc)
+
+    def event(self, key: str, kind: str, value: object) -> None:
+        if key not in self.tasks:
+            self.tasks[key] = self.bars.add_task(key, total=self.iterations, state="starting")
+        task = self.tasks[key]
+        if kind == "status":
+            self.bars.update(task, state=str(value))
+        elif kind == "ready":
+            self.bars.update(task, state="waiting for the others")
+        elif kind == "progress":
+            self.bars.update(task, completed=min(int(value), self.iterations), state="measuring")
+        elif kind == "samples":
+            self.bars.update(task, completed=self.iterations if value == "ok" else None, state=str(value))
+        if not console.is_terminal and kind in ("samples",):
+            console.print(f"  {key}: {value}")
+
+
+def _print_summary(runner) -> None:
+    summary = getattr(runner, "summary", None)
+    if summary is None or summary.empty:
+        return
+    table = Table(title=f"summary ({runner.run_dir})")
+    for col in ("phase", "tenant", "n", "mean ms", "p50 ms", "p99 ms", "cv", "items/s", "slowdown"):
+        table.add_column(col, justify="left" if col in ("phase", "tenant") else "right")
+    for r in summary.itertuples():
+        table.add_row(r.phase, f"{r.tenant}#{r.copy}", str(r.n), f"{r.mean_ms:.2f}", f"{r.p50_ms:.2f}",
+                      f"{r.p99_ms:.2f}", f"{r.cv:.3f}", f"{r.items_per_s:.1f}",
+                      "" if r.slowdown != r.slowdown else f"{r.slowdown:.2f}x")
+    Console().print(table)
+    m = runner.metrics
+    if m.get("stp") is not None:
+        Console().print(f"STP {m['stp']:.2f} (of {m['n_tenants']})   ANTT {m['antt']:.2f}   "
+                        f"fairness {m['fairness']:.3f}")
+    for w in m.get("warnings", []):
+        console.print(f"[yellow]warning[/]: {w}")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Console entry point: every expected failure is one line and an exit code."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        cli(standalone_mode=False)
+    except TenancyError as err:
+        console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as err:  # a bug of ours: still one line, with the way to the traceback
+        if os.environ.get("TENANCY_DEBUG"):
+            raise
+        console.print(f"internal error: {type(err).__name__}: {err} (set TENANCY_DEBUG=1 for the traceback)",
+                      markup=False, highlight=False, soft_wrap=True)
+        sys.exit(EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    main()

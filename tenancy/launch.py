@@ -1,0 +1,157 @@
+"""Start the tenants of one launch as spawned processes and collect what they report.
+
+The launcher never loses a measured sample: a failing tenant stops the others (they send what
+they have), a crashed process is recorded with its exit code, and Ctrl-C / SIGTERM stop the
+tenants through the shared abort flag before anything is killed.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from threading import BrokenBarrierError
+from typing import Callable, Iterator
+
+from tenancy.sync import ProcessSync
+from tenancy.tenant import Job, process_main
+
+GRACE_S = 20.0  # how long stopped tenants get to hand in their samples
+
+
+@dataclass
+class Outcome:
+    job: Job
+    status: str = "pending"  # ok | error | oom | crashed | aborted | interrupted
+    message: str = ""
+    pid: int | None = None
+    exitcode: int | None = None
+    cols: dict[str, list] | None = None
+
+
+@dataclass
+class Launch:
+    """One group of tenants that run together (a solo tenant alone, or the shared phase)."""
+
+    jobs: list[Job]
+    on_event: Callable[[str, str, object], None] = lambda key, kind, value: None
+    before_start: Callable[[dict[str, int]], None] | None = None  # sees tenant pids; raise to abort
+    outcomes: dict[str, Outcome] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outcomes = {j.key: Outcome(j) for j in self.jobs}
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM reached the launcher; the outcomes hold what was measured."""
+
+
+@contextmanager
+def _environ(extra: dict[str, str]) -> Iterator[None]:
+    """Spawned children inherit os.environ at start: the env is in place before any import."""
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_processes(launch: Launch) -> dict[str, Outcome]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    sync = ProcessSync(ctx, len(launch.jobs))
+    procs: dict[str, mp.Process] = {}
+    try:
+        for job in launch.jobs:
+            p = ctx.Process(target=process_main, args=(job, sync, q), name=f"tenancy:{job.label}", daemon=True)
+            with _environ(job.env):
+                p.start()
+            procs[job.key] = p
+            launch.outcomes[job.key].pid = p.pid
+        _collect(launch, procs, q, sync)
+    except (KeyboardInterrupt, Interrupted):
+        sync.abort()
+        _drain(launch, procs, q, deadline=time.monotonic() + GRACE_S, final_status="interrupted")
+        raise Interrupted() from None
+    finally:
+        deadline = time.monotonic() + 10
+        for p in procs.values():
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+        for key, p in procs.items():
+            launch.outcomes[key].exitcode = p.exitcode
+    return launch.outcomes
+
+
+def _handle(launch: Launch, msg: tuple, ready: dict[str, int], sync) -> None:
+    kind, key = msg[0], msg[1]
+    out = launch.outcomes[key]
+    if kind == "ready":
+        ready[key] = msg[2]
+        out.pid = msg[2]
+    elif kind == "samples":
+        _, _, out.cols, out.status, out.message = msg
+        if out.status not in ("ok", "aborted"):
+            sync.abort()
+    launch.on_event(key, kind, msg[2] if kind != "samples" else out.status)
+
+
+def _collect(launch: Launch, procs: dict[str, mp.Process], q, sync) -> None:
+    ready: dict[str, int] = {}
+    started = False
+    dead_since: dict[str, float] = {}
+    while any(o.status == "pending" for o in launch.outcomes.values()):
+        try:
+            _handle(launch, q.get(timeout=0.1), ready, sync)
+        except queue_mod.Empty:
+            pass
+        if not started and len(ready) == len(procs):
+            started = True
+            try:
+                if launch.before_start:
+                    launch.before_start(dict(ready))
+                sync.wait_start(timeout=60)
+            except BrokenBarrierError:
+                pass
+            except Exception:
+                sync.abort()
+                raise
+        now = time.monotonic()
+        for key, p in procs.items():
+            out = launch.outcomes[key]
+            if out.status != "pending" or p.is_alive():
+                continue
+            # a dead process may still have its last message in the pipe: give it a moment
+            if now - dead_since.setdefault(key, now) > 2.0:
+                out.status = "crashed"
+                out.message = f"tenant process exited with code {p.exitcode} without reporting"
+                out.cols = None
+                sync.abort()
+                launch.on_event(key, "samples", out.status)
+
+
+def _drain(launch: Launch, procs, q, deadline: float, final_status: str) -> None:
+    while time.monotonic() < deadline and any(o.status == "pending" for o in launch.outcomes.values()):
+        try:
+            msg = q.get(timeout=0.2)
+        except queue_mod.Empty:
+            if not any(p.is_alive() for p in procs.values()):
+                break
+            continue
+        if msg[0] == "samples":
+            out = launch.outcomes[msg[1]]
+            _, _, out.cols, out.status, out.message = msg
+            if out.status == "aborted":
+                out.status, out.message = final_status, "run interrupted; samples kept up to this point"
+    for out in launch.outcomes.values():
+        if out.status == "pending":
+            out.status, out.message = final_status, "run interrupted before the tenant reported"

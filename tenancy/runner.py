@@ -1,0 +1,167 @@
+"""A run: the solo phase (each distinct tenant alone), then the shared phase under the sharing
+mode, written to the run directory after every launch."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from tenancy import analysis, environment, results, sharing
+from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from tenancy.launch import Interrupted, Launch, Outcome
+from tenancy.scenario import Scenario
+from tenancy.tenant import COLUMNS, Job
+
+Event = Callable[[str, str, object], None]
+
+
+def resolve(scenario: Scenario, device: str | None = None, iterations: int | None = None,
+            warmup: int | None = None) -> Scenario:
+    """Fill in what depends on the machine: the device and each tenant's dtype."""
+    data = scenario.model_dump()
+    data["device"] = environment.resolve_device(device or scenario.device)
+    data["iterations"] = iterations or scenario.iterations
+    data["warmup"] = scenario.warmup if warmup is None else warmup
+    for t in data["tenants"]:
+        t["dtype"] = t["dtype"] or ("float16" if data["device"] == "cuda" else "float32")
+    return Scenario.model_validate(data)
+
+
+def default_threads(scenario: Scenario) -> int:
+    """Torch CPU threads per tenant: the cores split over the shared phase's processes, used in
+    both phases so that solo and shared numbers differ only by the co-location."""
+    return max(1, environment.cpu_count() // len(scenario.instances()))
+
+
+class Runner:
+    def __init__(self, scenario: Scenario, run_dir: Path, source: str | None = None,
+                 on_event: Event | None = None) -> None:
+        self.scenario = scenario  # resolved
+        self.run_dir = run_dir
+        self.mode = sharing.get(scenario.sharing)
+        self.on_event = on_event or (lambda key, kind, value: None)
+        self.frames: list[pd.DataFrame] = []
+        self.statuses: list[dict[str, Any]] = []
+        self.overlaps: dict[str, float] = {}
+        self.manifest: dict[str, Any] = {
+            "schema_version": results.SCHEMA_VERSION,
+            "created": _now(),
+            "status": "running",
+            "scenario_file": source,
+            "scenario": scenario.model_dump(),
+            "threads_per_tenant": default_threads(scenario),
+            "environment": environment.collect(),
+            "sharing": {"mode": scenario.sharing},
+            "tenants": self.statuses,
+            "warnings": [],
+        }
+
+    def jobs(self, phase: str, repeat: int, instances, env: Callable[[Any], dict[str, str]]) -> list[Job]:
+        s = self.scenario
+        return [Job(tenant=t.model_dump(), copy=c, phase=phase, repeat=repeat, device=s.device,
+                    iterations=s.iterations, warmup=s.warmup, min_duration_s=s.min_duration_s,
+                    threads=t.threads or self.manifest["threads_per_tenant"], seed=s.seed, env=env(t))
+                for t, c in instances]
+
+    def run(self) -> int:
+        self.mode.check(self.scenario, self.scenario.device)
+        self._write()
+        code = EXIT_OK
+        try:
+            code = self._phases()
+        except Interrupted:
+            self.manifest["status"] = "interrupted"
+            code = EXIT_INTERRUPTED
+        finally:
+            if self.manifest["status"] == "running":
+                self.manifest["status"] = "failed" if code else "complete"
+            self.manifest["finished"] = _now()
+            self._write()
+        return code
+
+    def _phases(self) -> int:
+        s = self.scenario
+        for repeat in range(s.repeats):
+            for t in s.distinct():
+                self._launch(Launch(self.jobs("solo", repeat, [(t, 0)], lambda t: {}), self.on_event), self.mode.launch_solo)
+        failed = [r for r in self.statuses if r["status"] != "ok"]
+        if failed:
+            self.manifest["warnings"].append(f"shared phase skipped: solo run of {failed[0]['tenant']} "
+                                             f"ended {failed[0]['status']}")
+            return EXIT_FAILED
+        if s.sharing == "exclusive":
+            return EXIT_OK
+        with self.mode.session(self.run_dir) as info:
+            self.manifest["sharing"] = info
+            self._write()
+            for repeat in range(s.repeats):
+                launch = Launch(self.jobs("shared", repeat, s.instances(), self.mode.env), self.on_event,
+                                self.mode.before_start)
+                self._launch(launch, self.mode.launch)
+        return EXIT_OK if all(r["status"] == "ok" for r in self.statuses) else EXIT_FAILED
+
+    def _launch(self, launch: Launch, how: Callable[[Launch], dict[str, Outcome]]) -> None:
+        try:
+            how(launch)
+        finally:  # keep whatever was measured, also when interrupted
+            self._collect(launch.outcomes.values())
+            self._write()
+
+    def _collect(self, outcomes) -> None:
+        frames = []
+        for o in outcomes:
+            t, j = o.job.tenant, o.job
+            cols = o.cols or {c: [] for c in COLUMNS}
+            df = pd.DataFrame(cols).astype({"extra": bool, "iteration": "int64", "start_ns": "int64",
+                                            "end_ns": "int64"})
+            df.insert(0, "phase", j.phase)
+            df.insert(1, "repeat", j.repeat)
+            df.insert(2, "tenant", t["name"])
+            df.insert(3, "copy", j.copy)
+            for k in ("model", "task", "batch", "seq", "new_tokens", "dtype", "size"):
+                df[k] = t[k]
+            df["config"] = _config_key(t)
+            df["sharing"] = self.scenario.sharing if j.phase == "shared" else "exclusive"
+            df["device"] = j.device
+            frames.append(df)
+            self.statuses.append({"phase": j.phase, "repeat": j.repeat, "tenant": t["name"], "copy": j.copy,
+                                  "status": o.status, "message": o.message, "pid": o.pid,
+                                  "exitcode": o.exitcode, "samples": len(df)})
+        launch_df = analysis.mark_window(pd.concat(frames, ignore_index=True))
+        for (tenant, copy), frac in analysis.overlap(launch_df).items():
+            for r in self.statuses[-len(frames):]:
+                if (r["tenant"], r["copy"]) == (tenant, copy):
+                    r["overlap"] = frac
+                    if r["phase"] == "shared":
+                        self.overlaps[f"shared {tenant}#{copy} (repeat {r['repeat']})"] = frac
+        self.frames.append(launch_df)
+
+    def _write(self) -> None:
+        d = self.run_dir
+        samples = pd.concat(self.frames, ignore_index=True) if self.frames else pd.DataFrame()
+        summary = analysis.summarize(samples) if not samples.empty else pd.DataFrame()
+        colo = analysis.colocation(summary)
+        warnings = self.manifest["warnings"] + (analysis.warnings_for(summary, self.overlaps)
+                                                if not summary.empty else [])
+        per = summary[summary["phase"] == "shared"] if not summary.empty else summary
+        metrics = {**colo, "per_tenant": [
+            {"tenant": r.tenant, "copy": r.copy, "slowdown": r.slowdown, "normalised_progress": 1 / r.slowdown}
+            for r in per.itertuples()], "warnings": warnings}
+        results.write_json(d / results.METRICS, metrics)
+        if not samples.empty:
+            results.write_table(d / results.SAMPLES, samples)
+            results.write_table(d / results.SUMMARY, summary)
+        results.write_json(d / results.MANIFEST, {**self.manifest, "warnings": warnings})
+        self.summary, self.metrics = summary, metrics
+
+
+def _config_key(tenant: dict[str, Any]) -> str:
+    from tenancy.scenario import Tenant
+
+    return Tenant.model_validate(tenant).config_key()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,136 @@
+"""The scenario file: what to run, validated with pydantic before anything starts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tenancy import models
+from tenancy.errors import TenancyError
+
+Sharing = Literal["exclusive", "timeslice", "mps", "streams"]
+DType = Literal["float16", "bfloat16", "float32"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantMps(_Strict):
+    """Per-client MPS limits; applied through the environment before the CUDA context exists."""
+
+    active_thread_percentage: Optional[int] = Field(None, ge=1, le=100)
+    pinned_mem_limit: Optional[str] = Field(None, pattern=r"^\d+[KMG]?$", description="e.g. 2G")
+
+
+class Tenant(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    model: str
+    task: Optional[Literal["forward", "generate"]] = None  # default: encoder forward, decoder generate
+    batch: int = Field(8, gt=0)
+    seq: int = Field(128, gt=0)
+    dtype: Optional[DType] = None  # default: float16 on a GPU, float32 on a CPU
+    copies: int = Field(1, gt=0)
+    new_tokens: int = Field(32, gt=0, description="tokens generated per iteration (generate)")
+    weights: str = "random"
+    size: Literal["full", "tiny"] = "full"
+    threads: Optional[int] = Field(None, gt=0, description="torch CPU threads for this tenant")
+    mps: TenantMps = Field(default_factory=TenantMps)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        models.get(value)  # raises UnknownModel, a ValueError pydantic reports with its location
+        return value
+
+    @model_validator(mode="after")
+    def _task_fits_model(self) -> "Tenant":
+        kind = models.get(self.model).kind
+        if self.task is None:
+            self.task = "generate" if kind == "decoder" else "forward"
+        if self.task == "generate" and kind == "encoder":
+            raise ValueError(f"task 'generate' needs a decoder; {self.model} is an encoder")
+        return self
+
+    def config_key(self) -> str:
+        """Identity of the work, without name and copies: tenants with equal keys share a solo run."""
+        parts = [self.model, self.task, f"b{self.batch}", f"s{self.seq}", self.dtype or "auto", self.size]
+        if self.task == "generate":
+            parts.append(f"t{self.new_tokens}")
+        if self.weights != "random":
+            parts.append(self.weights)
+        return "/".join(parts)
+
+
+class Scenario(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    sharing: Sharing = "timeslice"
+    iterations: int = Field(100, gt=0)
+    warmup: int = Field(10, ge=0)
+    min_duration_s: float = Field(0.0, ge=0)
+    repeats: int = Field(1, gt=0)
+    seed: int = 0
+    mps_default_thread_percentage: Optional[int] = Field(None, ge=1, le=100)
+    tenants: list[Tenant] = Field(min_length=1)
+
+    @field_validator("tenants")
+    @classmethod
+    def _unique_names(cls, tenants: list[Tenant]) -> list[Tenant]:
+        names = [t.name for t in tenants]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"tenant names must be unique; repeated: {', '.join(dup)}")
+        return tenants
+
+    def instances(self) -> list[tuple[Tenant, int]]:
+        """Every process of the shared phase: (tenant, copy index)."""
+        return [(t, c) for t in self.tenants for c in range(t.copies)]
+
+    def distinct(self) -> list[Tenant]:
+        """One tenant per distinct piece of work, for the solo phase."""
+        seen: dict[str, Tenant] = {}
+        for t in self.tenants:
+            seen.setdefault(t.config_key(), t)
+        return list(seen.values())
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{source}: {loc}: {msg}{more}"
+
+
+def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
+    if not isinstance(data, dict):
+        raise TenancyError(f"{source}: a scenario must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        raise TenancyError(format_validation_error(source, err)) from None
+
+
+def read_yaml(path: str | Path) -> object:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise TenancyError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise TenancyError(f"{path}: malformed YAML{where}: {problem}") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    return parse_scenario(read_yaml(path), str(path))

@@ -1,0 +1,119 @@
+"""Llama-family decoder (Llama 3.x, Mistral): RMSNorm, RoPE, grouped-query attention, SwiGLU.
+
+Parameter names match transformers' LlamaForCausalLM / MistralForCausalLM, so a state_dict
+loads with `assign=True` (the tensors are shared, not copied). RoPE frequencies come from
+transformers' own init functions, so the config's scaling (llama3, linear, yarn...) is exact.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tenancy.serving.models.attention import AttnMeta, paged_attention
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()  # as transformers: normalise in float32
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rope_frequencies(config) -> tuple[torch.Tensor, float]:
+    """inv_freq [head_dim/2] and the cos/sin scale, from the config's rope parameters."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    params = getattr(config, "rope_parameters", None) or {}
+    rope_type = params.get("rope_type", "default")
+    with torch.device("cpu"):  # the model skeleton is built on meta; these must be real
+        if rope_type != "default":
+            return ROPE_INIT_FUNCTIONS[rope_type](config, "cpu")
+        base = params.get("rope_theta", getattr(config, "rope_theta", 10000.0))
+        dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)), 1.0
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [T, heads, D]; cos/sin [T, 1, D] (rotate-half convention, as transformers)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.n_heads, self.n_kv = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
+        bias = getattr(config, "attention_bias", False)
+        h, d = config.hidden_size, self.head_dim
+        self.q_proj = nn.Linear(h, self.n_heads * d, bias=bias)
+        self.k_proj = nn.Linear(h, self.n_kv * d, bias=bias)
+        self.v_proj = nn.Linear(h, self.n_kv * d, bias=bias)
+        self.o_proj = nn.Linear(self.n_heads * d, h, bias=bias)
+
+    def forward(self, x, cos, sin, kv: tuple[torch.Tensor, torch.Tensor], meta: AttnMeta):
+        t, d = x.shape[0], self.head_dim
+        q = apply_rope(self.q_proj(x).view(t, self.n_heads, d), cos, sin)
+        k = apply_rope(self.k_proj(x).view(t, self.n_kv, d), cos, sin)
+        v = self.v_proj(x).view(t, self.n_kv, d)
+        o = paged_attention(q, k, v, kv[0], kv[1], meta, scale=d ** -0.5)
+        return self.o_proj(o.reshape(t, self.n_heads * d))
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        h, i, bias = config.hidden_size, config.intermediate_size, getattr(config, "mlp_bias", False)
+        self.gate_proj, self.up_proj = nn.Linear(h, i, bias=bias), nn.Linear(h, i, bias=bias)
+        self.down_proj = nn.Linear(i, h, bias=bias)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.self_attn, self.mlp = Attention(config), MLP(config)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(self, x, cos, sin, kv, meta):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv, meta)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaLM(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.model = nn.Module()
+        self.model.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.model.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+        self.model.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.sliding_window = getattr(config, "sliding_window", None)
+        attn = self.model.layers[0].self_attn
+        self.kv_shape = (config.num_hidden_layers, attn.n_kv, attn.head_dim)
+        self.inv_freq, self.rope_scale = rope_frequencies(config)
+
+    def tie(self) -> None:
+        if getattr(self.config, "tie_word_embeddings", False):
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(self, input_ids, positions, kv_caches, meta: AttnMeta, logits_idx) -> torch.Tensor:
+        x = self.model.embed_tokens(input_ids)
+        freqs = positions[:, None].float() * self.inv_freq.to(x.device)[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # [T, 1, D]
+        cos, sin = (emb.cos() * self.rope_scale).to(x.dtype), (emb.sin() * self.rope_scale).to(x.dtype)
+        for layer, kv in zip(self.model.layers, kv_caches):
+            x = layer(x, cos, sin, kv, meta)
+        x = self.model.norm(x[logits_idx])  # only the rows that sample a token
+        return self.lm_head(x)

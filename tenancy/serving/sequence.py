@@ -1,0 +1,80 @@
+"""A request as the engine sees it: its tokens, its KV blocks and its timestamps.
+
+The engine tracks one number to know what to compute next: `num_computed`, the tokens whose
+K/V are already in the cache. Tokens `[num_computed, num_tokens)` are pending: the whole prompt
+for a new request, one token for a decoding one, prompt + generated tokens after a preemption
+(recomputation). A token is sampled whenever an iteration reaches the end of the pending span.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+class Status(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+@dataclass(eq=False)
+class Sequence:
+    id: int
+    prompt: list[int]
+    max_new_tokens: int
+    arrival_ns: int = 0
+    temperature: float = 0.0
+    top_p: float = 1.0
+    eos_token_id: Optional[int] = None  # None: run to max_new_tokens (benchmarks)
+
+    token_ids: list[int] = field(init=False)
+    status: Status = Status.WAITING
+    num_computed: int = 0
+    block_table: list[int] = field(default_factory=list)
+    admitted_ns: Optional[int] = None  # first admission (queueing delay ends here)
+    token_ns: list[int] = field(default_factory=list)  # when each output token was sampled
+    finish_ns: Optional[int] = None
+    error: Optional[str] = None
+    num_preemptions: int = 0
+
+    def __post_init__(self) -> None:
+        self.token_ids = list(self.prompt)
+
+    @property
+    def prompt_len(self) -> int:
+        return len(self.prompt)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_output(self) -> int:
+        return len(self.token_ids) - len(self.prompt)
+
+    @property
+    def output_ids(self) -> list[int]:
+        return self.token_ids[len(self.prompt):]
+
+    @property
+    def max_len(self) -> int:
+        """Tokens this request may ever hold in the KV cache (Orca reserves this much)."""
+        return self.prompt_len + self.max_new_tokens
+
+    @property
+    def done(self) -> bool:
+        return self.status in (Status.FINISHED, Status.FAILED)
+
+    def append_token(self, token: int, now_ns: int) -> bool:
+        """Record a sampled token; returns True when the request has finished."""
+        self.token_ids.append(token)
+        self.token_ns.append(now_ns)
+        if self.num_output >= self.max_new_tokens or token == self.eos_token_id:
+            self.status, self.finish_ns = Status.FINISHED, now_ns
+            return True
+        return False
+
+    def fail(self, error: str, now_ns: int) -> None:
+        self.status, self.error, self.finish_ns = Status.FAILED, error, now_ns

@@ -1,0 +1,17 @@
+"""Sharing modes: how the tenants of the shared phase get onto the device together.
+
+A mode checks that it can run here, owns whatever must live around the shared phase (the MPS
+daemon), gives each tenant its environment, and launches the tenants (processes, or threads
+with a CUDA stream each). The solo phase always runs as plain processes.
+"""
+from __future__ import annotations
+
+from tenancy.errors import TenancyError
+from tenancy.sharing.base import SharingMode
+
+
+def get(name: str) -> SharingMode:
+    modes: dict[str, type[SharingMode]] = {"exclusive": SharingMode, "timeslice": SharingMode}
+    if name not in modes:
+        raise TenancyError(f"sharing mode {name!r} is not available in this version")
+    return modes[name](name)

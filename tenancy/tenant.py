@@ -1,0 +1,134 @@
+"""One tenant's life: build, warm up, meet the others at the barrier, measure, report.
+
+This module must not import torch at module level: a spawned tenant applies its environment
+(MPS pipe directory, thread percentage) before torch creates a CUDA context.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from threading import BrokenBarrierError
+from typing import Any
+
+COLUMNS = ("iteration", "start_ns", "end_ns", "latency_ms", "prefill_ms", "decode_ms_per_token", "extra")
+BARRIER_TIMEOUT_S = 3600.0  # a tenant that never arrives is caught by the launcher long before
+
+
+@dataclass
+class Job:
+    """Everything a tenant needs, as plain data (it crosses a process boundary)."""
+
+    tenant: dict[str, Any]  # scenario.Tenant.model_dump(), dtype resolved
+    copy: int
+    phase: str  # solo | shared
+    repeat: int
+    device: str
+    iterations: int
+    warmup: int
+    min_duration_s: float
+    threads: int
+    seed: int
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.phase}/{self.repeat}/{self.tenant['name']}/{self.copy}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.tenant['name']}#{self.copy}"
+
+
+def measure(task, timer, sync, job: Job, cols: dict[str, list], progress=None) -> None:
+    """The measured loop; fills `cols` in place so an interruption keeps what was measured."""
+    import nvtx
+
+    new_tokens = job.tenant["new_tokens"]
+    min_ns = int(job.min_duration_s * 1e9)
+    done = False
+    i = 0
+    sync.wait_start(BARRIER_TIMEOUT_S)
+    t0 = time.perf_counter_ns()
+    last_report = t0
+    with nvtx.annotate(f"{job.label}:measure", color="red"):
+        while not sync.aborted():
+            rng = nvtx.start_range(f"{job.label}:iter{i}")
+            start = time.perf_counter_ns()
+            timer.start()
+            task.step(timer)
+            stages = timer.stop()
+            end = time.perf_counter_ns()
+            nvtx.end_range(rng)
+            cols["iteration"].append(i)
+            cols["start_ns"].append(start)
+            cols["end_ns"].append(end)
+            cols["latency_ms"].append(sum(stages))
+            cols["prefill_ms"].append(stages[0] if len(stages) == 2 else float("nan"))
+            cols["decode_ms_per_token"].append(
+                stages[1] / (new_tokens - 1) if len(stages) == 2 and new_tokens > 1 else float("nan"))
+            cols["extra"].append(done)
+            i += 1
+            if not done and i >= job.iterations and end - t0 >= min_ns:
+                done = True
+                sync.mark_done()
+            if done and sync.all_done():
+                break
+            if progress and end - last_report > 200_000_000:
+                progress(i)
+                last_report = end
+
+
+def run_tenant(job: Job, sync, queue) -> None:
+    """Run one tenant, reporting to `queue`: ("status", key, text), ("ready", key, pid),
+    then exactly one ("samples", key, cols, status, message)."""
+    key = job.key
+    cols: dict[str, list] = {c: [] for c in COLUMNS}
+    status, message = "ok", ""
+    try:
+        import nvtx
+        import torch
+
+        from tenancy.tasks import build_task
+        from tenancy.timer import make_timer
+
+        if threading.current_thread() is threading.main_thread():
+            torch.set_num_threads(job.threads)
+        queue.put(("status", key, "loading"))
+        from tenancy.scenario import Tenant
+
+        task = build_task(Tenant.model_validate(job.tenant), job.device, job.seed)
+        timer = make_timer(job.device)
+        queue.put(("status", key, "warm-up"))
+        with nvtx.annotate(f"{job.label}:warmup", color="gray"):
+            for _ in range(job.warmup):
+                timer.start()
+                task.step(timer)
+                timer.stop()
+        queue.put(("ready", key, os.getpid()))
+        measure(task, timer, sync, job, cols, lambda n: queue.put(("progress", key, n)))
+        if sync.aborted():
+            status, message = "aborted", "stopped early: another tenant failed or the run was interrupted"
+    except BrokenBarrierError:
+        status, message = "aborted", "stopped before measuring: another tenant failed or the run was interrupted"
+    except BaseException as err:  # report everything; the launcher decides what it means
+        status, message = _classify(err)
+        sync.abort()
+    queue.put(("samples", key, cols, status, message))
+
+
+def _classify(err: BaseException) -> tuple[str, str]:
+    text = " ".join(str(err).split())[:300]
+    name = type(err).__name__
+    if name == "OutOfMemoryError" or "out of memory" in text.lower():
+        return "oom", f"out of memory: {text}"
+    return "error", f"{name}: {text}"
+
+
+def process_main(job: Job, sync, queue) -> None:
+    """Entry point of a spawned tenant process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher owns Ctrl-C and stops us cleanly
+    os.environ.update(job.env)
+    run_tenant(job, sync, queue)
