@@ -1,0 +1,25 @@
+"""Iteration-level LLM serving engine (Orca design) and its request-level baseline.
+
+Files, one job each: sequence (requests and states), block_manager (paged KV blocks),
+scheduler (iteration-level FCFS + preemption), models/ (our compact decoders with paged
+attention), model_runner (flattened batch, KV pool, sampling), engine (iteration loop and the
+real-time arrival loop), baseline (request-level batching), workload (arrivals, lengths, traces),
+metrics (per-request records, summary), config, api (harness entry points), cli (`tenancy serve`).
+
+Names are imported lazily so that `import tenancy.serving.cli` (CLI start-up) stays light.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+
+_EXPORTS = {
+    "ServingConfig": "config", "WorkloadConfig": "config", "SLOs": "config",
+    "build_engine": "api", "run_serving": "api", "write_run": "api", "summarize": "metrics",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f"tenancy.serving.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'tenancy.serving' has no attribute {name!r}")

@@ -1,0 +1,67 @@
+"""Entry points for the CLI and the measurement harness: build an engine, run a benchmark,
+write a run directory. Building (model, KV pool, warm-up) is separate from running so a harness
+can build first and start the workload clock after a multi-process barrier."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+import pandas as pd
+
+from tenancy.serving import workload
+from tenancy.serving.baseline import RequestLevelEngine
+from tenancy.serving.config import ServingConfig
+from tenancy.serving.engine import Engine, LLMEngine, serve
+from tenancy.serving.metrics import summarize, to_frame
+
+
+def build_engine(cfg: ServingConfig, device: str = "cpu", hf_model=None) -> Union[LLMEngine, RequestLevelEngine]:
+    """Model (random or given weights) + engine, warmed up. `hf_model` overrides cfg.model."""
+    from tenancy import models
+
+    if hf_model is None:
+        hf_model = models.build(cfg.model, cfg.size, cfg.dtype, device, cfg.weights, cfg.seed)
+    if cfg.engine == "request":
+        engine = RequestLevelEngine(hf_model, cfg)
+    else:
+        specs = workload.generate(cfg.workload, hf_model.config.vocab_size)
+        longest = max((len(s.prompt) + s.output_len for s in specs), default=None)
+        engine = LLMEngine(hf_model, cfg, max_seq_len=longest)
+    engine.warmup()
+    return engine
+
+
+def run_serving(cfg: ServingConfig, device: str = "cpu", start_ns: Optional[int] = None,
+                engine: Optional[Engine] = None) -> pd.DataFrame:
+    """Run the configured workload in real time; one row per request (see metrics.py).
+    `start_ns` (time.perf_counter_ns) is when the workload clock starts; default: now."""
+    if engine is None:
+        engine = build_engine(cfg, device)
+    specs = workload.generate(cfg.workload, engine.vocab_size)
+    closed = cfg.workload.arrival == "closed" and cfg.workload.trace is None
+    seqs, t0 = serve(engine, specs, cfg.workload.concurrency if closed else None, start_ns)
+    return to_frame(seqs, t0, engine.name)
+
+
+def write_run(out_dir: Union[str, Path], cfg: ServingConfig, df: pd.DataFrame, device: str,
+              extra: Optional[dict] = None) -> dict:
+    """requests.parquet (one row per request), summary.csv (one row), manifest.json."""
+    import torch
+    import transformers
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out / "requests.parquet", index=False)
+    summary = {"engine": cfg.engine, "model": cfg.model, "size": cfg.size, **summarize(df, cfg.slos)}
+    pd.DataFrame([summary]).to_csv(out / "summary.csv", index=False)
+    manifest = {
+        "kind": "serving", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": device,
+        "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor() or platform.machine(),
+        "host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
+        "transformers": transformers.__version__, "config": json.loads(cfg.model_dump_json()), **(extra or {}),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return summary

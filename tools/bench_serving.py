@@ -1,0 +1,166 @@
+"""Serving benchmark: iteration-level (Orca) vs request-level batching, engine overhead, and
+decode step time against the memory-bandwidth floor. Prints tables; not a test.
+
+    python tools/bench_serving.py --model llama-3.2-1b --size tiny --rates 2,5,10,20 --duration 10
+    python tools/bench_serving.py --sections bandwidth --model distilgpt2 --size full
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from tenancy.serving import ServingConfig, build_engine, run_serving, summarize
+from tenancy.serving.model_runner import kv_bytes_per_block
+from tenancy.serving.sequence import Sequence
+
+GPU_BANDWIDTH_GBS = {  # peak HBM bandwidth, GB/s (datasheets)
+    "H200": 4800, "H100 SXM": 3350, "H100 80GB HBM3": 3350, "H100 PCIe": 2000, "H100": 3350,
+    "A100-SXM4-80GB": 2039, "A100 80GB PCIe": 1935, "A100": 1555, "L40S": 864, "L4": 300,
+    "A10G": 600, "A10": 600, "T4": 320, "V100": 900,
+}
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=title)
+        for c in columns:
+            t.add_column(c, justify="right")
+        for r in rows:
+            t.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in r])
+        Console(width=160).print(t)
+    except ImportError:
+        print(f"\n{title}\n" + " | ".join(columns))
+        for r in rows:
+            print(" | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r))
+
+
+def bench_curve(args) -> None:
+    """Same Poisson trace per rate for both engines: throughput and E2E latency."""
+    engines, rows = {}, []
+    for rate in args.rates:
+        for name in ("iteration", "request"):
+            cfg = ServingConfig(engine=name, model=args.model, size=args.size, dtype=args.dtype,
+                                max_batch_size=args.max_batch_size, seed=args.seed, workload=dict(
+                                    arrival="poisson", rate=rate, duration_s=args.duration,
+                                    input_len=args.input_len, output_len=args.output_len, seed=args.seed))
+            if name not in engines:
+                engines[name] = build_engine(cfg, args.device)
+            s = summarize(run_serving(cfg, args.device, engine=engines[name]))
+            rows.append([rate, name, f"{s['completed']}/{s['num_requests']}", s["request_throughput"],
+                         s["output_throughput"], s["p50_ttft_ms"], s["p50_e2e_ms"], s["p99_e2e_ms"],
+                         s["num_preemptions"]])
+            print(f"rate {rate} {name}: done", flush=True)
+    table(f"latency vs throughput ({args.model}/{args.size}, {args.device}, {args.duration:g}s of Poisson "
+          f"arrivals, in {args.input_len} out {args.output_len}, B={args.max_batch_size})",
+          ["rate/s", "engine", "done", "req/s", "out tok/s", "p50 TTFT ms", "p50 E2E ms", "p99 E2E ms", "preempt"],
+          rows)
+
+
+def _decoding_engine(args, n: int, prompt_len: int, steps: int):
+    """An engine with `n` requests in decode, each at context ~prompt_len."""
+    cfg = ServingConfig(model=args.model, size=args.size, dtype=args.dtype, max_batch_size=n,
+                        max_tokens_per_iteration=max(2048, n * prompt_len), block_size=16,
+                        num_blocks=n * (-(-(prompt_len + steps + 2) // 16)), seed=args.seed)
+    engine = build_engine(cfg, args.device)
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        engine.add(Sequence(i, torch.randint(3, engine.vocab_size, (prompt_len,), generator=g).tolist(),
+                            steps + 2), 0)
+    engine.step()  # all prefills
+    engine.step()  # first decode, off the record
+    engine.record_stats = True
+    for _ in range(steps):
+        engine.step()
+    return engine
+
+
+def bench_overhead(args) -> None:
+    """CPU time per iteration outside the model: scheduling, block tables, flattening, postprocess."""
+    rows = []
+    for n in (1, 64, 256):
+        st = _decoding_engine(args, n, prompt_len=32, steps=args.steps).stats
+        assert all(s.num_seqs == n for s in st)
+        med = lambda f: statistics.median(f(s) for s in st) * 1e3  # noqa: E731 (median: robust to a busy box)
+        rows.append([n, med(lambda s: s.schedule_s), med(lambda s: s.prepare_s), med(lambda s: s.post_s),
+                     med(lambda s: s.overhead_s), min(s.overhead_s for s in st) * 1e3, med(lambda s: s.model_s)])
+    table(f"engine overhead per decode iteration ({args.model}/{args.size}, {args.device}, ms, median of {args.steps})",
+          ["running", "schedule", "prepare", "postprocess", "overhead", "overhead min", "model+sample"], rows)
+
+
+def measured_bandwidth_gbs(device: torch.device) -> float:
+    """Streaming read bandwidth: sum over a 256 MiB tensor (best of 5)."""
+    x = torch.ones(64 * 1024 * 1024, device=device)
+    best = float("inf")
+    for _ in range(5):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        x.sum().item()
+        best = min(best, time.perf_counter() - t)
+    return x.numel() * 4 / best / 1e9
+
+
+def bench_bandwidth(args) -> None:
+    """Decode step time vs (weight bytes + KV bytes read) / bandwidth."""
+    device = torch.device(args.device)
+    if args.bandwidth_gbs:
+        bw, source = args.bandwidth_gbs, "given"
+    elif device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        bw = next((v for k, v in GPU_BANDWIDTH_GBS.items() if k in name), None)
+        bw, source = (bw, f"datasheet {name}") if bw else (measured_bandwidth_gbs(device), "measured")
+    else:
+        bw, source = measured_bandwidth_gbs(device), "measured read"
+    rows = []
+    for n in args.decode_batches:
+        engine = _decoding_engine(args, n, prompt_len=args.context, steps=args.steps)
+        model = engine.runner.model
+        embeds = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+        lm_head = id(model.lm_head.weight)
+        weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters()  # lookups read ~nothing
+                           if id(p) not in embeds or id(p) == lm_head)
+        per_token = kv_bytes_per_block(engine.runner.kv_shape, 1, engine.runner.dtype)
+        kv_bytes = n * (args.context + args.steps // 2 + 1) * per_token  # mean context over the steps
+        step = sum(s.prepare_s + s.model_s for s in engine.stats) / len(engine.stats)
+        floor = (weight_bytes + kv_bytes) / (bw * 1e9)
+        rows.append([n, args.context, weight_bytes / 1e6, kv_bytes / 1e6, step * 1e3, floor * 1e3, step / floor])
+    table(f"decode step vs bandwidth floor ({args.model}/{args.size} {args.dtype}, {args.device}, "
+          f"{bw:.0f} GB/s {source})",
+          ["batch", "context", "weights MB", "KV MB", "step ms", "floor ms", "ratio"], rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="llama-3.2-1b")
+    p.add_argument("--size", default="tiny", choices=["tiny", "full"])
+    p.add_argument("--dtype", default=None, help="default float16 on cuda, float32 on cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--sections", default="curve,overhead,bandwidth")
+    p.add_argument("--rates", default="2,5,10,20", type=lambda s: [float(x) for x in s.split(",")])
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of arrivals per rate")
+    p.add_argument("--input-len", default="32-512")
+    p.add_argument("--output-len", default="1-128")
+    p.add_argument("--max-batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=20, help="decode iterations timed per point")
+    p.add_argument("--decode-batches", default="1,16,64", type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument("--context", type=int, default=256, help="context length for the bandwidth section")
+    p.add_argument("--bandwidth-gbs", type=float, default=None, help="memory bandwidth (default: table/measured)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    args.dtype = args.dtype or ("float16" if args.device.startswith("cuda") else "float32")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {args.device}")
+    for section in args.sections.split(","):
+        {"curve": bench_curve, "overhead": bench_overhead, "bandwidth": bench_bandwidth}[section](args)
+
+
+if __name__ == "__main__":
+    main()
