@@ -11,7 +11,11 @@ from tenancy.sharing.base import SharingMode
 
 
 def get(name: str) -> SharingMode:
-    modes: dict[str, type[SharingMode]] = {"exclusive": SharingMode, "timeslice": SharingMode}
+    from tenancy.sharing.mps import MpsMode
+    from tenancy.sharing.streams import StreamsMode
+
+    modes: dict[str, type[SharingMode]] = {"exclusive": SharingMode, "timeslice": SharingMode,
+                                           "mps": MpsMode, "streams": StreamsMode}
     if name not in modes:
         raise TenancyError(f"sharing mode {name!r} is not available in this version")
     return modes[name](name)

@@ -1,0 +1,144 @@
+"""`sharing: streams`: all tenants in one spawned process, one thread and one CUDA stream each.
+
+The CLI process never creates a CUDA context: one child process holds the tenants' threads.
+Each thread runs the same tenant code (`run_tenant`) under `torch.cuda.stream(its stream)`, so
+CUDA events time its own stream. The child's main thread is the launcher's stand-in: it forwards
+the tenants' messages, meets the parent at a two-party barrier once every tenant is warm (the
+parent checks them first), then opens the tenants' barrier. Aborts travel both ways. The parent
+reuses launch.py's collection, so failures, crashes and interruptions are handled the same way.
+
+On a CPU there is no stream concurrency: the threads share the GIL and torch's thread pool; the
+manifest's sharing block says so.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from tenancy.launch import GRACE_S, Interrupted, Launch, Outcome, _collect, _drain, _environ
+from tenancy.sharing.base import SharingMode
+from tenancy.sync import ProcessSync, ThreadSync
+from tenancy.tenant import Job, run_tenant
+
+CPU_NOTE = ("device cpu: tenants are threads of one process sharing the GIL and torch's CPU thread pool; "
+            "no stream concurrency exists on a CPU")
+
+
+class StreamsMode(SharingMode):
+    def __init__(self, name: str = "streams") -> None:
+        super().__init__(name)
+        self.device = "cpu"
+
+    def check(self, scenario, device: str) -> None:
+        self.device = device
+
+    @contextmanager
+    def session(self, run_dir: Path) -> Iterator[dict[str, Any]]:
+        info: dict[str, Any] = {"mode": self.name, "layout": "one spawned process, one thread per tenant",
+                                "device": self.device}
+        if self.device == "cuda":
+            info["streams"] = "one torch.cuda.Stream per tenant thread (CUDA events time each stream)"
+        else:
+            info["streams"] = None
+            info["note"] = CPU_NOTE
+        yield info
+
+    def launch(self, launch: Launch) -> dict[str, Outcome]:
+        return run_threads(launch)
+
+
+def run_threads(launch: Launch) -> dict[str, Outcome]:
+    """Like launch.run_processes, with one child process for every tenant of the launch."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    bridge = ProcessSync(ctx, 1)  # parent and the child's main thread
+    threads = max(j.threads for j in launch.jobs)
+    env = {k: v for j in launch.jobs for k, v in j.env.items()}
+    # every tenant thread starts with this many intra-op threads, as a solo tenant process does
+    env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    child = ctx.Process(target=child_main, args=(launch.jobs, bridge, q, threads), name="tenancy:streams",
+                        daemon=True)
+    procs: dict[str, Any] = {}
+    try:
+        with _environ(env):
+            child.start()
+        procs = {j.key: child for j in launch.jobs}
+        for out in launch.outcomes.values():
+            out.pid = child.pid
+        _collect(launch, procs, q, bridge)
+    except (KeyboardInterrupt, Interrupted):
+        bridge.abort()
+        _drain(launch, procs, q, deadline=time.monotonic() + GRACE_S, final_status="interrupted")
+        raise Interrupted() from None
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.terminate()
+            child.join(5)
+        for out in launch.outcomes.values():
+            out.exitcode = child.exitcode
+    return launch.outcomes
+
+
+def child_main(jobs: list[Job], bridge: ProcessSync, out_q, threads: int) -> None:
+    """The streams process: one thread per tenant; this thread forwards and relays the barrier."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and stops us through `bridge`
+    import torch
+
+    torch.set_num_threads(threads)
+    device = jobs[0].device
+    sync = ThreadSync(len(jobs))
+    local: queue_mod.Queue = queue_mod.Queue()
+    load_lock = threading.Lock()
+    workers = [threading.Thread(target=_tenant_thread, args=(job, sync, local, device, load_lock), name=job.label,
+                                daemon=True)
+               for job in jobs]
+    for w in workers:
+        w.start()
+    relay = threading.Thread(target=_relay_start, args=(sync, bridge), daemon=True)
+    reported, ready = 0, 0
+    while reported < len(jobs):
+        if bridge.aborted() and not sync.aborted():
+            sync.abort()  # the parent stopped the launch: the tenants hand in what they have
+        try:
+            msg = local.get(timeout=0.05)
+        except queue_mod.Empty:
+            continue
+        out_q.put(msg)
+        if msg[0] == "ready":
+            ready += 1
+            if ready == len(jobs):
+                relay.start()
+        elif msg[0] == "samples":
+            reported += 1
+            if msg[3] not in ("ok", "aborted"):
+                sync.abort()
+    for w in workers:
+        w.join(5)
+
+
+def _relay_start(sync: ThreadSync, bridge: ProcessSync) -> None:
+    """Meet the parent (it checks the tenants first), then release the tenants together."""
+    try:
+        bridge.wait_start(timeout=120)
+        sync.wait_start(timeout=60)
+    except threading.BrokenBarrierError:
+        sync.abort()
+
+
+def _tenant_thread(job: Job, sync: ThreadSync, q, device: str, load_lock: threading.Lock) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            run_tenant(job, sync, q, load_lock)
+    else:
+        run_tenant(job, sync, q, load_lock)

@@ -1,0 +1,288 @@
+"""`sharing: mps` on a CPU, with a stand-in control program (tests/fake_mps_control.py) that
+behaves like nvidia-cuda-mps-control: a detached daemon on a unix socket in the pipe directory,
+a server process, client lists from the processes that use the pipe directory."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from helpers import tiny, write_scenario
+from tenancy.errors import TenancyError
+from tenancy.launch import Interrupted, Launch
+from tenancy.runner import Runner, resolve
+from tenancy.scenario import parse_scenario
+from tenancy.sharing import mps_daemon
+from tenancy.sharing.mps import ComputeMode, MpsAttachError, MpsMode
+from tenancy.sharing.mps_daemon import MpsDaemon, pipe_dir_for, processes_of
+
+HERE = Path(__file__).parent
+NAMES = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
+QUICK = dict(device="cpu", iterations=5, warmup=1)
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path) -> Path:
+    """A bin directory with the stand-in `nvidia-cuda-mps-control` and a fake `nvidia-smi`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    control = bin_dir / "nvidia-cuda-mps-control"
+    control.write_text(f"#!{sys.executable}\n" + (HERE / "fake_mps_control.py").read_text())
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/smi.log\n"
+                   "case \"$*\" in *query-gpu=compute_mode*) echo Default;; esac\n")
+    for f in (control, smi):
+        f.chmod(0o755)
+    return bin_dir
+
+
+@pytest.fixture
+def fake_env(fake_bin: Path, monkeypatch) -> dict[str, str]:
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("TENANCY_MPS_ALLOW_CPU", "1")
+    return dict(os.environ)
+
+
+def calls(log_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (log_dir / "calls.jsonl").read_text().splitlines()]
+
+
+def run_cli(env: dict[str, str], *args, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tenancy", "run", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def mps_scenario(tmp_path: Path, **kw) -> Path:
+    fields = dict(name="mps", sharing="mps", **QUICK, mps_default_thread_percentage=60, tenants=[
+        tiny("a", "bert-base", batch=1, seq=8, mps={"active_thread_percentage": 30, "pinned_mem_limit": "1G"}),
+        tiny("b", "bert-base", batch=1, seq=8, mps={"active_thread_percentage": 70})])
+    fields.update(kw)
+    return write_scenario(tmp_path / "mps.yaml", **fields)
+
+
+# --- checks and the daemon on its own -------------------------------------------------------
+
+def test_check_names_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv("TENANCY_MPS_ALLOW_CPU", raising=False)
+    scenario = parse_scenario(dict(name="x", sharing="mps", tenants=[tiny("a", "bert-base")]))
+    with pytest.raises(TenancyError, match="needs device cuda"):
+        MpsMode().check(scenario, "cpu")
+    with pytest.raises(TenancyError, match="no-such-mps-control on PATH"):
+        MpsMode(control="no-such-mps-control").check(scenario, "cuda")
+    with pytest.raises(TenancyError, match="mps_exclusive_process needs no-such-smi on PATH"):
+        MpsMode(control=sys.executable, nvidia_smi="no-such-smi").check(
+            parse_scenario(dict(name="x", sharing="mps", mps_exclusive_process=True,
+                                tenants=[tiny("a", "bert-base")])), "cuda")
+
+
+def test_pipe_dir_is_private_and_short_enough(tmp_path):
+    inside, moved = pipe_dir_for(tmp_path / "run")
+    assert not moved and inside == (tmp_path / "run").resolve() / "mps" / "pipe"
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    short, moved = pipe_dir_for(deep)
+    assert moved and len(str(short / "control")) < 100 and not str(short).startswith("/tmp/nvidia-mps")
+    short.rmdir()
+
+
+def test_daemon_start_query_stop(tmp_path, fake_env):
+    d = MpsDaemon(tmp_path, control="nvidia-cuda-mps-control", default_thread_percentage=40)
+    info = d.start()
+    try:
+        assert (d.pipe_dir / "control").exists() and (d.pipe_dir / "nvidia-cuda-mps-control.pid").exists()
+        live = processes_of(d.pipe_dir, NAMES)
+        assert len(live) == 2 and info["daemon_pids"] == live  # the control daemon and its server
+        assert d.servers() and set(d.servers()) < set(live)
+    finally:
+        info = d.stop()
+    assert info["stop"]["clean"] and info["stop"]["quit_exit"] == 0 and info["stop"]["killed"] == []
+    assert processes_of(d.pipe_dir, NAMES) == []
+    log = calls(d.log_dir)
+    assert log[0]["argv"] == ["-d"]
+    assert {"default_active_thread_percentage": 40} in [{k: v for k, v in c.items() if k != "pid"} for c in log]
+    assert [c["stdin"] for c in log if "stdin" in c][-1] == "quit"
+    assert all(c["pipe"] == str(d.pipe_dir) and c["log_dir"] == str(d.log_dir) for c in log if "argv" in c)
+    assert d.stop() is info  # idempotent
+
+
+def test_leftover_server_is_killed_and_reported(tmp_path, fake_env, monkeypatch):
+    monkeypatch.setenv("FAKE_MPS_LEAK_SERVER", "1")
+    monkeypatch.setattr(mps_daemon, "QUIT_TIMEOUT_S", 0.5)
+    d = MpsDaemon(tmp_path)
+    d.start()
+    server = d.servers()
+    stop = d.stop()["stop"]
+    assert stop["killed"] == server and not stop["clean"] and "killed" in stop["note"]
+    assert processes_of(d.pipe_dir, NAMES) == [] and stop["left_running"] == []
+
+
+def test_a_daemon_that_never_gets_ready_is_stopped(tmp_path, fake_env, monkeypatch):
+    monkeypatch.setenv("FAKE_MPS_NEVER_READY", "1")
+    monkeypatch.setattr(mps_daemon, "READY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(mps_daemon, "QUIT_TIMEOUT_S", 0.5)
+    mode = MpsMode()
+    mode.check(parse_scenario(dict(name="x", sharing="mps", tenants=[tiny("a", "bert-base")])), "cpu")
+    with pytest.raises(TenancyError, match="not ready"):
+        with mode.session(tmp_path):
+            pass
+    assert processes_of(tmp_path.resolve() / "mps" / "pipe", NAMES) == []
+
+
+def test_session_stops_the_daemon_when_the_runner_raises(tmp_path, fake_env):
+    mode = MpsMode()
+    mode.check(parse_scenario(dict(name="x", sharing="mps", tenants=[tiny("a", "bert-base")])), "cpu")
+    with pytest.raises(RuntimeError):
+        with mode.session(tmp_path) as info:
+            assert processes_of(Path(info["pipe_dir"]), NAMES)
+            raise RuntimeError("boom")
+    assert info["stop"]["clean"] and processes_of(Path(info["pipe_dir"]), NAMES) == []
+
+
+def test_exclusive_process_is_opt_in_and_restored(tmp_path, fake_env):
+    cm = ComputeMode("nvidia-smi", gpu="0")
+    assert cm.set_exclusive()["previous"] == "default"
+    assert cm.restore()["restored"]
+    log = (tmp_path / "smi.log").read_text().splitlines()
+    assert log == ["-i 0 --query-gpu=compute_mode --format=csv,noheader", "-i 0 -c EXCLUSIVE_PROCESS",
+                   "-i 0 -c DEFAULT"]
+    mode = MpsMode()
+    mode.check(parse_scenario(dict(name="x", sharing="mps", tenants=[tiny("a", "bert-base")])), "cpu")
+    with mode.session(tmp_path / "r") as info:
+        assert "compute_mode" not in info  # never touched by default
+    assert len((tmp_path / "smi.log").read_text().splitlines()) == 3
+
+
+# --- tenants under the stand-in daemon --------------------------------------------------------
+
+def test_tenants_attach_and_a_crash_still_stops_the_daemon(tmp_path, fake_env):
+    """Real tenant processes get the MPS environment, pass the attachment check; one is killed."""
+    scenario = resolve(parse_scenario(dict(name="crash", sharing="mps", device="cpu", iterations=100000, warmup=1,
+                                           tenants=[tiny("victim", "bert-base", mps={"active_thread_percentage": 25}),
+                                                    tiny("other", "bert-base", seq=8)])))
+    runner = Runner(scenario, tmp_path)
+    mode = runner.mode
+    mode.check(scenario, "cpu")
+
+    def on_event(key, kind, value):
+        if kind == "progress" and key.endswith("/victim/0") and value >= 3:
+            os.kill(launch.outcomes[key].pid, signal.SIGKILL)
+
+    with mode.session(tmp_path) as info:
+        launch = Launch(runner.jobs("shared", 0, scenario.instances(), mode.env), on_event, mode.before_start)
+        outcomes = mode.launch(launch)
+    victim, other = outcomes["shared/0/victim/0"], outcomes["shared/0/other/0"]
+    assert victim.status == "crashed" and other.status == "aborted" and other.cols["latency_ms"]
+    attach = info["attach"][0]
+    assert set(attach["tenants"].values()) <= set(attach["clients"][str(attach["servers"][0])])
+    assert attach["missing"] == {}
+    seen = [c["clients"] for c in calls(Path(info["log_dir"])) if "clients" in c][0]
+    env = seen[str(victim.pid)]
+    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25" and env["CUDA_MPS_PIPE_DIRECTORY"] == info["pipe_dir"]
+    assert "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE" not in seen[str(other.pid)]
+    assert info["stop"]["clean"] and processes_of(Path(info["pipe_dir"]), NAMES) == []
+
+
+def test_cli_run_under_mps(tmp_path, fake_env):
+    proc = run_cli(fake_env, mps_scenario(tmp_path), "--out", tmp_path / "run")
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    sh = m["sharing"]
+    assert m["status"] == "complete" and sh["mode"] == "mps" and sh["default_active_thread_percentage"] == 60
+    assert sh["pipe_dir"] == str((tmp_path / "run").resolve() / "mps" / "pipe")
+    shared = {t["tenant"]: t["pid"] for t in m["tenants"] if t["phase"] == "shared"}
+    assert sorted(sh["attach"][0]["tenants"].values()) == sorted(shared.values())
+    assert set(shared.values()) <= set(sh["attach"][0]["clients"][str(sh["attach"][0]["servers"][0])])
+    assert sh["stop"]["clean"] and processes_of(Path(sh["pipe_dir"]), NAMES) == []
+    seen = [c["clients"] for c in calls(Path(sh["log_dir"])) if "clients" in c][0]
+    assert seen[str(shared["a"])]["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=1G"
+    assert seen[str(shared["b"])]["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "70"
+    samples = pd.read_parquet(tmp_path / "run" / "samples.parquet")
+    assert set(samples.loc[samples["phase"] == "shared", "sharing"]) == {"mps"}
+
+
+def test_attachment_failure_is_an_error_and_keeps_what_was_measured(tmp_path, fake_env, monkeypatch):
+    """A tenant missing from the client list fails the run (exit 1, one line), after the solo
+    phase was written, and the daemon is still stopped."""
+    monkeypatch.setenv("FAKE_MPS_DROP_CLIENT", "1")
+    scenario = resolve(parse_scenario(dict(name="attach", **QUICK, sharing="mps", tenants=[
+        tiny("a", "bert-base", batch=1, seq=8, copies=2)])))
+    runner = Runner(scenario, tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(MpsAttachError, match=r"a#\d \(pid \d+\) not a client of our MPS server") as err:
+        runner.run()
+    assert err.value.exit_code == 1
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert m["status"] == "failed" and "not a client" in m["error"]
+    assert len(m["sharing"]["attach"][0]["missing"]) == 1 and m["sharing"]["stop"]["clean"]
+    assert {t["status"] for t in m["tenants"] if t["phase"] == "shared"} == {"aborted"}
+    samples = pd.read_parquet(tmp_path / "run" / "samples.parquet")
+    assert set(samples["phase"]) == {"solo"} and len(samples) == 5
+    assert processes_of(Path(m["sharing"]["pipe_dir"]), NAMES) == []
+
+
+def test_ctrl_c_in_the_shared_phase_stops_the_daemon(tmp_path, fake_env):
+    """A real SIGINT to this process while the tenants measure under MPS: Interrupted, and the
+    daemon and its server are gone afterwards."""
+    scenario = resolve(parse_scenario(dict(name="int", sharing="mps", device="cpu", iterations=100000, warmup=1,
+                                           tenants=[tiny("a", "bert-base", batch=1, seq=8, copies=2)])))
+    runner = Runner(scenario, tmp_path)
+    mode = runner.mode
+    mode.check(scenario, "cpu")
+
+    def on_event(key, kind, value):
+        if kind == "progress" and value >= 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        with mode.session(tmp_path) as info:
+            launch = Launch(runner.jobs("shared", 0, scenario.instances(), mode.env), on_event, mode.before_start)
+            mode.launch(launch)
+    assert {o.status for o in launch.outcomes.values()} == {"interrupted"}
+    assert all(len(o.cols["latency_ms"]) >= 1 for o in launch.outcomes.values())
+    assert info["attach"][0]["missing"] == {} and info["stop"]["clean"]
+    assert processes_of(Path(info["pipe_dir"]), NAMES) == []
+
+
+def test_cli_sigterm_stops_the_daemon(tmp_path, fake_env):
+    sig = signal.SIGTERM
+    path = mps_scenario(tmp_path, iterations=5, min_duration_s=2.0)
+    out = tmp_path / "run"
+    proc = run_cli(fake_env, path, "--out", out)
+    deadline = time.monotonic() + 120
+    log = out / "mps" / "log" / "calls.jsonl"
+    while not (log.exists() and '"clients"' in log.read_text()):  # the shared tenants passed the check
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "interrupted" and m["sharing"]["stop"]["clean"]
+    assert processes_of(Path(m["sharing"]["pipe_dir"]), NAMES) == []
+    assert {t["status"] for t in m["tenants"] if t["phase"] == "shared"} == {"interrupted"}
+
+
+@pytest.mark.gpu
+def test_mps_run_on_a_gpu(tmp_path):
+    """The real daemon: start, both tenants attached as clients, stop, nothing left behind."""
+    import shutil
+
+    if shutil.which("nvidia-cuda-mps-control") is None:
+        pytest.skip("nvidia-cuda-mps-control not on PATH")
+    path = write_scenario(tmp_path / "mps.yaml", name="mps-gpu", sharing="mps", device="cuda", iterations=20,
+                          warmup=2, tenants=[tiny("a", "bert-base", mps={"active_thread_percentage": 50}),
+                                             tiny("b", "distilgpt2", task="generate", new_tokens=4)])
+    proc = run_cli(dict(os.environ), path, "--out", tmp_path / "run")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    sh = json.loads((tmp_path / "run" / "manifest.json").read_text())["sharing"]
+    assert sh["attach"][0]["missing"] == {} and sh["attach"][0]["servers"]
+    assert sh["stop"]["clean"] and processes_of(Path(sh["pipe_dir"]), NAMES) == []
