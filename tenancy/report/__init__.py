@@ -1,0 +1,1 @@
+"""`tenancy report`: figures and tables from run and study directories (the results contract only)."""

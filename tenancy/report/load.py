@@ -1,0 +1,134 @@
+"""Find and read run directories (directly, or inside study directories) into plain records.
+
+Reads the results contract only (manifest.json, samples.parquet, summary.csv, metrics.json, and
+gpu.parquet where a monitor wrote one); nothing is re-run. Each run also gets the labels the
+report groups by: its shape (solo, pair, group, scaling), its category (encoders only, decoders
+only, mixed) and a key that is the same for two runs that differ only in the sharing mode.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tenancy import models, results
+from tenancy.errors import TenancyError
+
+GPU_FILE = "gpu.parquet"
+STUDY_JSON = "study.json"
+CATEGORIES = ("encoders only", "decoders only", "mixed")
+_NOT_WORK = ("name", "description", "sharing", "mps_default_thread_percentage", "mps_exclusive_process",
+             "monitor_interval_ms")
+
+
+def find_run_dirs(path: str | Path) -> list[Path]:
+    """A run directory itself, or the run directories of a study (its direct subdirectories)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise TenancyError(f"{path}: no such run or study directory")
+    if (path / results.MANIFEST).exists():
+        return [path]
+    runs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
+                  and (p / results.MANIFEST).exists())
+    if not runs:
+        raise TenancyError(f"{path}: not a tenancy run directory (no {results.MANIFEST}) "
+                           "nor a study directory (no run directories inside)")
+    return runs
+
+
+def load(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """Every run under `paths`, each a plain dict (see `describe`)."""
+    runs = []
+    for p in paths:
+        study = Path(p)
+        for d in find_run_dirs(study):
+            runs.append(describe(read(d), study.name if d != study else d.parent.name))
+    names = [(r["study"], r["name"]) for r in runs]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise TenancyError(f"run {dup[1]!r} appears twice in {dup[0]}; give each run once")
+    return runs
+
+
+def read(path: Path) -> dict[str, Any]:
+    """One run directory; a one-line error when it is broken."""
+    run = results.read_run(path)
+    m = run["manifest"]
+    if not isinstance(m, dict) or not isinstance(m.get("scenario"), dict) or not m["scenario"].get("tenants"):
+        raise TenancyError(f"{path}: broken manifest.json (no scenario with tenants)")
+    run["gpu"] = pd.DataFrame()
+    if (path / GPU_FILE).exists():
+        try:
+            run["gpu"] = pd.read_parquet(path / GPU_FILE)
+        except (OSError, ValueError) as err:
+            run["gpu_error"] = f"{path / GPU_FILE}: unreadable ({' '.join(str(err).split())[:120]})"
+    s = run["samples"]
+    if not s.empty:
+        missing = {"phase", "tenant", "copy", "latency_ms", "in_window", "config", "model"} - set(s.columns)
+        if missing:
+            raise TenancyError(f"{path}: samples.parquet lacks column(s) {', '.join(sorted(missing))}")
+    return run
+
+
+def describe(run: dict[str, Any], study: str) -> dict[str, Any]:
+    """Add the labels the report groups by; everything else stays as read."""
+    m = run["manifest"]
+    sc = m["scenario"]
+    tenants = sc["tenants"]
+    processes = sum(int(t.get("copies", 1)) for t in tenants)
+    configs = {_config(t) for t in tenants}
+    kinds = {_kind(t["model"]) for t in tenants}
+    summary = run["summary"]
+    shared = not summary.empty and (summary["phase"] == "shared").any()
+    category = ("encoders only" if kinds == {"encoder"} else "decoders only" if kinds == {"decoder"} else "mixed")
+    work = {k: v for k, v in sc.items() if k not in _NOT_WORK and k != "tenants"}
+    work["tenants"] = [{k: v for k, v in t.items() if k != "mps"} for t in tenants]
+    run.update(
+        study=study, name=str(sc.get("name", run["path"].name)), status=m.get("status", "?"),
+        sharing=sc.get("sharing", "?"), device=sc.get("device", "?"), processes=processes,
+        label="+".join(f"{t['name']}x{t['copies']}" if t.get("copies", 1) > 1 else t["name"] for t in tenants),
+        category=category, shared=bool(shared),
+        is_pair=bool(shared and processes == 2),
+        is_scaling=bool(shared and len(configs) == 1),
+        is_group=bool(shared and processes >= 3 and len(configs) >= 2),
+        key=json.dumps(work, sort_keys=True, default=str),
+        warnings=list(m.get("warnings") or []),
+    )
+    return run
+
+
+def _config(t: dict[str, Any]) -> tuple:
+    return (t["model"], t.get("task"), t.get("batch"), t.get("seq"), t.get("dtype"), t.get("size"),
+            t.get("new_tokens") if t.get("task") == "generate" else None)
+
+
+def _kind(model: str) -> str:
+    try:
+        return models.get(model).kind
+    except ValueError:
+        return "unknown"
+
+
+def model_order() -> list[str]:
+    """Models in the zoo's order (encoders first, then decoders by size)."""
+    return list(models.ZOO)
+
+
+def environments(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct machines the runs were measured on, with how many runs each."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        env = r["manifest"].get("environment") or {}
+        gpus = env.get("gpus") or []
+        desc = {
+            "host": env.get("host"), "cpu": env.get("cpu"), "cpu_count": env.get("cpu_count"),
+            "gpu": ", ".join(f"{g.get('name')} ({g.get('memory_total_mib', 0) / 1024:.0f} GiB, driver "
+                             f"{g.get('driver')})" for g in gpus) or "none",
+            "device": r["device"], "torch": env.get("torch"), "transformers": env.get("transformers"),
+            "python": env.get("python"), "tenancy": env.get("tenancy"), "git_commit": env.get("git_commit"),
+        }
+        k = json.dumps(desc, sort_keys=True, default=str)
+        seen.setdefault(k, {**desc, "study": r["study"], "runs": 0})["runs"] += 1
+    return list(seen.values())

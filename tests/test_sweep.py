@@ -1,0 +1,146 @@
+"""`tenancy sweep`: one study directory, failures recorded, resume runs only what is missing."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from helpers import FAST, tenancy, tiny, write_scenario
+from tenancy import environment
+from tenancy.errors import TenancyError
+from tenancy.sweep import expand_all, plan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _suite(root: Path) -> Path:
+    suite = root / "suite"
+    suite.mkdir()
+    fast = {**FAST, "iterations": 5}
+    write_scenario(suite / "broken.yaml", name="broken", sharing="exclusive", **fast,  # sorts first
+                   tenants=[tiny("bert", "bert-base", weights=str(root / "no-such-weights"))])
+    write_scenario(suite / "mps.yaml", name="needs-gpu", sharing="mps", **fast, tenants=[tiny("bert", "bert-base")])
+    write_scenario(suite / "solo.yaml", name="s", sharing="exclusive", **fast, tenants=[tiny("x", "bert-base")],
+                   matrix={"tenants": [[tiny("bert", "bert-base")], [tiny("gpt2", "distilgpt2")]]})
+    return suite
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory):
+    """A sweep of a broken run, an MPS run a CPU cannot do, then two tiny solo runs."""
+    root = tmp_path_factory.mktemp("sweep")
+    suite = _suite(root)
+    res = tenancy("sweep", suite, "--out", root / "study", timeout=600)
+    return root, suite, root / "study", res
+
+
+def _index(study_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(study_dir / "sweep.csv").set_index("name")
+
+
+def _created(run_dir: Path) -> str:
+    return json.loads((run_dir / "manifest.json").read_text())["created"]
+
+
+def test_failures_are_recorded_and_the_rest_still_runs(study):
+    _, _, study_dir, res = study
+    assert res.returncode == 1, res.stderr  # one run failed
+    idx = _index(study_dir)
+    assert idx.loc["s.tenants=bert", "status"] == "complete"
+    assert idx.loc["s.tenants=gpt2", "status"] == "complete"
+    assert idx.loc["broken", "status"] == "failed"  # ran first; the others still ran
+    assert "bert#0 error" in idx.loc["broken", "message"]
+    assert idx.loc["needs-gpu", "status"] == "skipped"
+    assert idx.loc["needs-gpu", "message"].startswith("unavailable:")
+    assert not (study_dir / "needs-gpu").exists()
+    for name in ("s.tenants=bert", "s.tenants=gpt2"):
+        assert json.loads((study_dir / name / "manifest.json").read_text())["status"] == "complete"
+    index = json.loads((study_dir / "study.json").read_text())
+    assert {r["name"] for r in index["runs"]} == set(idx.index)
+    assert [r["name"] for r in index["runs"]] == ["broken", "needs-gpu", "s.tenants=bert", "s.tenants=gpt2"]
+    assert index["runs"][2]["axes"] == {"tenants": "bert"}
+
+
+def test_resume_reruns_only_what_is_missing(study, tmp_path):
+    _, suite, study_dir, _ = study
+    copy = tmp_path / "study"
+    shutil.copytree(study_dir, copy)
+    partial = copy / "s.tenants=gpt2"
+    manifest = json.loads((partial / "manifest.json").read_text())
+    manifest["status"] = "interrupted"  # what a sweep killed during this run leaves
+    (partial / "manifest.json").write_text(json.dumps(manifest))
+    before = {n: _created(copy / n) for n in ("s.tenants=bert", "s.tenants=gpt2")}
+    mtime = (copy / "s.tenants=bert" / "samples.parquet").stat().st_mtime_ns
+
+    res = tenancy("sweep", suite / "solo.yaml", "--out", copy, timeout=600)  # a subset into the same study
+    assert res.returncode == 0, res.stderr
+    assert _created(copy / "s.tenants=bert") == before["s.tenants=bert"]
+    assert (copy / "s.tenants=bert" / "samples.parquet").stat().st_mtime_ns == mtime
+    assert _created(copy / "s.tenants=gpt2") != before["s.tenants=gpt2"]
+    assert json.loads((copy / "s.tenants=gpt2" / "manifest.json").read_text())["status"] == "complete"
+    aside = copy / "_aside" / "s.tenants=gpt2.1"
+    assert json.loads((aside / "manifest.json").read_text())["status"] == "interrupted"  # kept, not mixed
+    idx = _index(copy)
+    assert idx.loc["s.tenants=bert", "message"] == "already complete"
+    assert idx.loc["s.tenants=gpt2", "set_aside"] == "_aside/s.tenants=gpt2.1"
+    assert "already complete" in res.stderr and "s.tenants=bert" in res.stderr
+    assert idx.loc["broken", "status"] == "failed"  # rows of runs not swept this time are kept
+
+
+def test_a_changed_scenario_is_measured_again(study, tmp_path):
+    _, suite, study_dir, _ = study
+    from tenancy.matrix import expand_file
+    from tenancy.sweep import existing_status
+
+    run = next(r for r in expand_file(suite / "solo.yaml") if r.name == "s.tenants=bert")
+    (planned,) = plan([run], None, None, None)
+    assert existing_status(study_dir / run.name, planned.scenario) == "complete"
+    (longer,) = plan([run], None, 7, None)
+    assert existing_status(study_dir / run.name, longer.scenario) == "measured with a different iterations"
+    assert existing_status(tmp_path / "nothing", planned.scenario) == "absent"
+    older = tmp_path / "older"  # written before the tool grew a tenant field: still the same run
+    shutil.copytree(study_dir / run.name, older)
+    manifest = json.loads((older / "manifest.json").read_text())
+    del manifest["scenario"]["tenants"][0]["threads"]
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    assert existing_status(older, planned.scenario) == "complete"
+
+
+def test_dry_run_lists_runs_and_memory_without_running(tmp_path):
+    res = tenancy("sweep", ROOT / "scenarios/cpu", "--dry-run", "--out", tmp_path / "s", timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "20 run(s), device cpu" in res.stdout
+    assert "pair.tenants=bert+gpt2.sharing=timeslice" in res.stdout and "GiB" in res.stdout
+    assert "20 of 20 run(s) would run" in res.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_dry_run_refuses_what_cannot_fit_the_gpu(monkeypatch):
+    gpu = {"index": 0, "name": "Small GPU", "memory_total_mib": 16 * 1024}
+    monkeypatch.setattr(environment, "nvml_gpus", lambda: [gpu])
+    monkeypatch.setattr(environment, "resolve_device", lambda requested: "cuda")
+    runs = [r for r in expand_all([str(ROOT / "scenarios/seed-study/scaling.yaml"),
+                                   str(ROOT / "scenarios/seed-study/solo.yaml")])
+            if "sharing=mps" not in r.name]
+    plans = {p.run.name: p for p in plan(runs, None, None, None, dry_run=True)}
+    mistral = plans["solo.tenants=mistral"]
+    assert mistral.scenario.tenants[0].dtype == "float16"
+    assert 13.0 < mistral.memory["weights_mib"] / 1024 < 14.0  # 7.24 G params x 2 bytes
+    assert mistral.skip == ""  # ~14 GiB fits 16 GiB
+    assert plans["scaling.tenants=llama.copies=8.sharing=timeslice"].skip.startswith("too big: needs ~")
+    assert plans["scaling.tenants=bert.copies=8.sharing=timeslice"].skip == ""
+
+
+def test_bad_sources_are_one_line_errors(tmp_path):
+    with pytest.raises(TenancyError, match="no such scenario file or suite directory"):
+        expand_all([str(tmp_path / "missing")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TenancyError, match="no scenario files"):
+        expand_all([str(tmp_path / "empty")])
+    a = write_scenario(tmp_path / "a.yaml", name="same", **FAST, tenants=[tiny("b", "bert-base")])
+    b = write_scenario(tmp_path / "b.yaml", name="same", **FAST, tenants=[tiny("b", "bert-base")])
+    with pytest.raises(TenancyError, match=r"run name 'same' is also defined in .*a.yaml"):
+        expand_all([str(a), str(b)])
