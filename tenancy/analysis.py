@@ -12,6 +12,7 @@ CV_WARN = 0.10  # IQR / median at or above this is flagged (torch.utils.benchmar
 OVERLAP_WARN = 0.90
 MIN_WINDOW_SAMPLES = 10
 GROUP = ["phase", "tenant", "copy"]
+WINDOW_SHARE = 0.9
 
 
 def mark_window(df: pd.DataFrame) -> pd.DataFrame:
@@ -19,6 +20,8 @@ def mark_window(df: pd.DataFrame) -> pd.DataFrame:
 
     The window opens at the latest first start and closes at the earliest last end; since every
     tenant keeps running until all have their samples, it spans the slowest tenant's samples.
+    A sample counts when at least WINDOW_SHARE of its duration lies inside: the first sample of
+    a slow tenant, released by the barrier a fraction of a millisecond before a fast one, counts.
     """
     df = df.copy()
     if df.empty:
@@ -26,7 +29,8 @@ def mark_window(df: pd.DataFrame) -> pd.DataFrame:
         return df
     per = df.groupby(["tenant", "copy"])
     start, end = per["start_ns"].min().max(), per["end_ns"].max().min()
-    df["in_window"] = (df["start_ns"] >= start) & (df["end_ns"] <= end)
+    inside = (np.minimum(df["end_ns"], end) - np.maximum(df["start_ns"], start)).clip(lower=0)
+    df["in_window"] = inside >= WINDOW_SHARE * (df["end_ns"] - df["start_ns"])
     return df
 
 
@@ -56,8 +60,13 @@ def summarize(samples: pd.DataFrame) -> pd.DataFrame:
         }
         if first["task"] == "generate":
             row["tokens_per_s"] = first["batch"] * first["new_tokens"] * 1000.0 / mean
+        if first["task"] in ("generate", "serve"):  # serve: prefill_ms is TTFT, decode is TPOT
             row["prefill_ms"] = float(g["prefill_ms"].mean())
             row["decode_ms_per_token"] = float(g["decode_ms_per_token"].mean())
+        if first["task"] == "serve":  # a request is the item; its rate is what the server achieved
+            span_s = (g["end_ns"].max() - g["start_ns"].min()) / 1e9
+            row["items_per_s"] = len(g) / span_s if span_s > 0 else np.nan
+            row["p99_ttft_ms"] = float(np.nanpercentile(g["prefill_ms"], 99))
         rows.append(row)
     summary = pd.DataFrame(rows)
     if summary.empty:
@@ -66,6 +75,24 @@ def summarize(samples: pd.DataFrame) -> pd.DataFrame:
     summary["slowdown"] = np.where(
         summary["phase"] == "shared", summary["mean_ms"] / summary["config"].map(solo), np.nan)
     return summary
+
+
+def serving_slowdowns(summary: pd.DataFrame) -> list[dict[str, float]]:
+    """For each shared serving tenant: the slowdown of every latency metric against its solo run."""
+    if summary.empty or "p99_ttft_ms" not in summary:
+        return []
+    solo = summary[summary["phase"] == "solo"].set_index("config")
+    out = []
+    for r in summary[(summary["phase"] == "shared") & (summary["task"] == "serve")].itertuples():
+        if r.config not in solo.index:
+            continue
+        base = solo.loc[r.config]
+        out.append({"tenant": r.tenant, "copy": r.copy, **{
+            f"{name}_slowdown": float(getattr(r, col) / base[col]) for name, col in [
+                ("e2e_mean", "mean_ms"), ("e2e_p99", "p99_ms"), ("ttft_mean", "prefill_ms"),
+                ("ttft_p99", "p99_ttft_ms"), ("tpot_mean", "decode_ms_per_token")]},
+            "throughput_ratio": float(r.items_per_s / base["items_per_s"])})
+    return out
 
 
 def colocation(summary: pd.DataFrame) -> dict[str, float | None]:

@@ -28,18 +28,34 @@ def cli() -> None:
 @click.option("--iterations", type=click.IntRange(min=1), help="Override the scenario's iterations.")
 @click.option("--warmup", type=click.IntRange(min=0), help="Override the scenario's warm-up iterations.")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), help="Override the scenario's device.")
+@click.option("--nsys", is_flag=True, help="Run under Nsight Systems; report and kernel summary in the run directory.")
+@click.option("--mps-exclusive-process", is_flag=True,
+              help="sharing: mps: set EXCLUSIVE_PROCESS for the shared phase, restore after (root, a card you own).")
 def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int | None,
-        device: str | None) -> None:
+        device: str | None, nsys: bool, mps_exclusive_process: bool) -> None:
     """Run SCENARIO: each tenant alone, then all together; write a run directory."""
-    from tenancy import results
+    from tenancy import nsys as nsys_mod
+    from tenancy import results, sharing
+    from tenancy.matrix import load_single
     from tenancy.runner import Runner, resolve
-    from tenancy.scenario import load_scenario
 
-    scenario = resolve(load_scenario(scenario_file), device, iterations, warmup)
-    from tenancy import sharing
-
+    scenario = resolve(load_single(scenario_file), device, iterations, warmup)
+    if mps_exclusive_process:
+        scenario = scenario.model_copy(update={"mps_exclusive_process": True})
     sharing.get(scenario.sharing).check(scenario, scenario.device)
-    run_dir = results.new_run_dir(out, scenario.name)
+    if nsys_mod.is_profiled_run(out):  # we are the run that nsys profiles: its directory is ready
+        run_dir = Path(out)
+    elif nsys:
+        nsys_path = nsys_mod.find_nsys()
+        run_dir = results.new_run_dir(out, scenario.name)
+        passed_on = [*(["--iterations", str(iterations)] if iterations else []),
+                     *(["--warmup", str(warmup)] if warmup is not None else []),
+                     *(["--device", device] if device else []),
+                     *(["--mps-exclusive-process"] if mps_exclusive_process else [])]
+        console.print(f"[bold]{scenario.name}[/]: profiling with Nsight Systems -> {run_dir}/{nsys_mod.REPORT}.nsys-rep")
+        sys.exit(nsys_mod.profile_run(nsys_path, scenario_file, run_dir, passed_on))
+    else:
+        run_dir = results.new_run_dir(out, scenario.name)
     console.print(f"[bold]{scenario.name}[/]: {len(scenario.instances())} tenant process(es), "
                   f"sharing={scenario.sharing}, device={scenario.device} -> {run_dir}")
     with _progress(scenario.iterations) as on_event:
@@ -122,6 +138,14 @@ def _print_summary(runner) -> None:
                         f"fairness {m['fairness']:.3f}")
     for w in m.get("warnings", []):
         console.print(f"[yellow]warning[/]: {w}")
+
+
+from tenancy.sweep import sweep as _sweep  # noqa: E402
+cli.add_command(_sweep)
+from tenancy.report.cli import report as _report  # noqa: E402
+cli.add_command(_report)
+from tenancy.serving.cli import serve as _serve  # noqa: E402
+cli.add_command(_serve)
 
 
 def _raise_interrupt(signum, frame):

@@ -16,6 +16,7 @@ import pandas as pd
 from tenancy.errors import TenancyError
 
 MANIFEST, SAMPLES, SUMMARY, METRICS = "manifest.json", "samples.parquet", "summary.csv", "metrics.json"
+REQUESTS = "requests.parquet"  # serving tenants only
 SCHEMA_VERSION = 1
 
 

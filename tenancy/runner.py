@@ -11,6 +11,7 @@ import pandas as pd
 from tenancy import analysis, environment, results, sharing
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from tenancy.launch import Interrupted, Launch, Outcome
+from tenancy.monitor import Monitor
 from tenancy.scenario import Scenario
 from tenancy.tenant import COLUMNS, Job
 
@@ -45,6 +46,8 @@ class Runner:
         self.frames: list[pd.DataFrame] = []
         self.statuses: list[dict[str, Any]] = []
         self.overlaps: dict[str, float] = {}
+        self.requests: list[pd.DataFrame] = []  # serving tenants: one row per request
+        self.monitor = Monitor(scenario.monitor_interval_ms, scenario.device)
         self.manifest: dict[str, Any] = {
             "schema_version": results.SCHEMA_VERSION,
             "created": _now(),
@@ -54,6 +57,7 @@ class Runner:
             "threads_per_tenant": default_threads(scenario),
             "environment": environment.collect(),
             "sharing": {"mode": scenario.sharing},
+            "monitor": self.monitor.info,
             "tenants": self.statuses,
             "warnings": [],
         }
@@ -70,11 +74,17 @@ class Runner:
         self._write()
         code = EXIT_OK
         try:
+            self.monitor.start()
             code = self._phases()
-        except Interrupted:
+        except (Interrupted, KeyboardInterrupt):
             self.manifest["status"] = "interrupted"
             code = EXIT_INTERRUPTED
+        except Exception as err:  # e.g. the MPS daemon failed: the manifest must not say complete
+            self.manifest["status"] = "failed"
+            self.manifest["error"] = " ".join(str(err).split())[:300] or type(err).__name__
+            raise
         finally:
+            self.monitor.stop()
             if self.manifest["status"] == "running":
                 self.manifest["status"] = "failed" if code else "complete"
             self.manifest["finished"] = _now()
@@ -103,8 +113,10 @@ class Runner:
         return EXIT_OK if all(r["status"] == "ok" for r in self.statuses) else EXIT_FAILED
 
     def _launch(self, launch: Launch, how: Callable[[Launch], dict[str, Outcome]]) -> None:
+        first = launch.jobs[0]
         try:
-            how(launch)
+            with self.monitor.during(first.phase, first.repeat, first.tenant["name"] if first.phase == "solo" else "shared"):
+                how(launch)
         finally:  # keep whatever was measured, also when interrupted
             self._collect(launch.outcomes.values())
             self._write()
@@ -113,7 +125,8 @@ class Runner:
         frames = []
         for o in outcomes:
             t, j = o.job.tenant, o.job
-            cols = o.cols or {c: [] for c in COLUMNS}
+            cols = dict(o.cols or {c: [] for c in COLUMNS})
+            requests = cols.pop("requests", None)
             df = pd.DataFrame(cols).astype({"extra": bool, "iteration": "int64", "start_ns": "int64",
                                             "end_ns": "int64"})
             df.insert(0, "phase", j.phase)
@@ -126,6 +139,12 @@ class Runner:
             df["sharing"] = self.scenario.sharing if j.phase == "shared" else "exclusive"
             df["device"] = j.device
             frames.append(df)
+            if requests:
+                req = pd.DataFrame(requests)
+                for i, (k, v) in enumerate([("phase", j.phase), ("repeat", j.repeat), ("tenant", t["name"]),
+                                            ("copy", j.copy)]):
+                    req.insert(i, k, v)
+                self.requests.append(req)
             self.statuses.append({"phase": j.phase, "repeat": j.repeat, "tenant": t["name"], "copy": j.copy,
                                   "status": o.status, "message": o.message, "pid": o.pid,
                                   "exitcode": o.exitcode, "samples": len(df)})
@@ -145,14 +164,19 @@ class Runner:
         colo = analysis.colocation(summary)
         warnings = self.manifest["warnings"] + (analysis.warnings_for(summary, self.overlaps)
                                                 if not summary.empty else [])
+        gpu_summary, gpu_warnings = self.monitor.write(d, samples, self.manifest)
+        warnings += gpu_warnings
         per = summary[summary["phase"] == "shared"] if not summary.empty else summary
         metrics = {**colo, "per_tenant": [
             {"tenant": r.tenant, "copy": r.copy, "slowdown": r.slowdown, "normalised_progress": 1 / r.slowdown}
-            for r in per.itertuples()], "warnings": warnings}
+            for r in per.itertuples()], "serving": analysis.serving_slowdowns(summary),
+            "gpu": gpu_summary, "warnings": warnings}
         results.write_json(d / results.METRICS, metrics)
         if not samples.empty:
             results.write_table(d / results.SAMPLES, samples)
             results.write_table(d / results.SUMMARY, summary)
+        if self.requests:
+            results.write_table(d / results.REQUESTS, pd.concat(self.requests, ignore_index=True))
         results.write_json(d / results.MANIFEST, {**self.manifest, "warnings": warnings})
         self.summary, self.metrics = summary, metrics
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -28,7 +28,7 @@ class TenantMps(_Strict):
 class Tenant(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     model: str
-    task: Optional[Literal["forward", "generate"]] = None  # default: encoder forward, decoder generate
+    task: Optional[Literal["forward", "generate", "serve"]] = None  # default: encoder forward, decoder generate
     batch: int = Field(8, gt=0)
     seq: int = Field(128, gt=0)
     dtype: Optional[DType] = None  # default: float16 on a GPU, float32 on a CPU
@@ -38,6 +38,8 @@ class Tenant(_Strict):
     size: Literal["full", "tiny"] = "full"
     threads: Optional[int] = Field(None, gt=0, description="torch CPU threads for this tenant")
     mps: TenantMps = Field(default_factory=TenantMps)
+    serving: Optional[dict[str, Any]] = Field(
+        None, description="task serve: the serving engine's config (tenancy/serving/config.py)")
 
     @field_validator("model")
     @classmethod
@@ -50,8 +52,18 @@ class Tenant(_Strict):
         kind = models.get(self.model).kind
         if self.task is None:
             self.task = "generate" if kind == "decoder" else "forward"
-        if self.task == "generate" and kind == "encoder":
-            raise ValueError(f"task 'generate' needs a decoder; {self.model} is an encoder")
+        if self.task in ("generate", "serve") and kind == "encoder":
+            raise ValueError(f"task '{self.task}' needs a decoder; {self.model} is an encoder")
+        if self.task == "serve":
+            from tenancy.serving.tenant import config_for
+
+            try:
+                config_for(self)
+            except ValidationError as err:
+                raise ValueError(format_validation_error("serving", err).removeprefix("serving: ")
+                                 .join(["serving.", ""])) from None
+        elif self.serving is not None:
+            raise ValueError("a serving block needs task: serve")
         return self
 
     def config_key(self) -> str:
@@ -59,13 +71,19 @@ class Tenant(_Strict):
         parts = [self.model, self.task, f"b{self.batch}", f"s{self.seq}", self.dtype or "auto", self.size]
         if self.task == "generate":
             parts.append(f"t{self.new_tokens}")
+        if self.task == "serve":
+            import hashlib
+            import json
+
+            blob = json.dumps(self.serving or {}, sort_keys=True, default=str).encode()
+            parts.append("serving-" + hashlib.sha1(blob).hexdigest()[:8])
         if self.weights != "random":
             parts.append(self.weights)
         return "/".join(parts)
 
 
 class Scenario(_Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.=+-]+$")  # = and + : matrix run names
     description: str = ""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     sharing: Sharing = "timeslice"
@@ -75,6 +93,9 @@ class Scenario(_Strict):
     repeats: int = Field(1, gt=0)
     seed: int = 0
     mps_default_thread_percentage: Optional[int] = Field(None, ge=1, le=100)
+    mps_exclusive_process: bool = Field(False, description="set EXCLUSIVE_PROCESS for the shared phase "
+                                        "and restore it after (root, a card you own)")
+    monitor_interval_ms: int = Field(50, ge=0, description="NVML sampling period on a GPU; 0 turns the monitor off")
     tenants: list[Tenant] = Field(min_length=1)
 
     @field_validator("tenants")

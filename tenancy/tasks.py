@@ -39,17 +39,19 @@ class Generate:
     stages = ("prefill", "decode")
 
     @torch.inference_mode()
-    def step(self, timer) -> None:
+    def step(self, timer) -> list[torch.Tensor]:
+        """Returns the generated tokens, one [batch, 1] tensor per position."""
         with nvtx.annotate("prefill", color="blue"):
             out = self.model(input_ids=self.input_ids, use_cache=True, logits_to_keep=1)
-            token = out.logits[:, -1].argmax(-1, keepdim=True)
+            tokens = [out.logits[:, -1].argmax(-1, keepdim=True)]
         timer.mark()
         cache = out.past_key_values
         with nvtx.annotate("decode", color="green"):
             for _ in range(self.new_tokens - 1):
-                out = self.model(input_ids=token, past_key_values=cache, use_cache=True)
+                out = self.model(input_ids=tokens[-1], past_key_values=cache, use_cache=True)
                 cache = out.past_key_values
-                token = out.logits[:, -1].argmax(-1, keepdim=True)
+                tokens.append(out.logits[:, -1].argmax(-1, keepdim=True))
+        return tokens
 
 
 def build_task(tenant, device: str, seed: int):

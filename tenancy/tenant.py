@@ -5,6 +5,7 @@ This module must not import torch at module level: a spawned tenant applies its 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -55,7 +56,7 @@ def measure(task, timer, sync, job: Job, cols: dict[str, list], progress=None) -
     last_report = t0
     with nvtx.annotate(f"{job.label}:measure", color="red"):
         while not sync.aborted():
-            rng = nvtx.start_range(f"{job.label}:iter{i}")
+            rng = nvtx.start_range(f"{job.label}:iter", payload=i)  # one name per tenant: nsys sums it
             start = time.perf_counter_ns()
             timer.start()
             task.step(timer)
@@ -81,9 +82,10 @@ def measure(task, timer, sync, job: Job, cols: dict[str, list], progress=None) -
                 last_report = end
 
 
-def run_tenant(job: Job, sync, queue) -> None:
+def run_tenant(job: Job, sync, queue, load_lock=None) -> None:
     """Run one tenant, reporting to `queue`: ("status", key, text), ("ready", key, pid),
-    then exactly one ("samples", key, cols, status, message)."""
+    then exactly one ("samples", key, cols, status, message). Tenants that are threads of one
+    process pass a shared `load_lock`: building models (lazy imports, the global seed) is serial."""
     key = job.key
     cols: dict[str, list] = {c: [] for c in COLUMNS}
     status, message = "ok", ""
@@ -91,24 +93,36 @@ def run_tenant(job: Job, sync, queue) -> None:
         import nvtx
         import torch
 
-        from tenancy.tasks import build_task
-        from tenancy.timer import make_timer
+        from tenancy.scenario import Tenant
 
         if threading.current_thread() is threading.main_thread():
             torch.set_num_threads(job.threads)
         queue.put(("status", key, "loading"))
-        from tenancy.scenario import Tenant
+        tenant = Tenant.model_validate(job.tenant)
+        progress = lambda n: queue.put(("progress", key, n))  # noqa: E731
+        if tenant.task == "serve":  # the engine warms itself up; its samples are requests
+            from tenancy.serving import tenant as serving
 
-        task = build_task(Tenant.model_validate(job.tenant), job.device, job.seed)
-        timer = make_timer(job.device)
-        queue.put(("status", key, "warm-up"))
-        with nvtx.annotate(f"{job.label}:warmup", color="gray"):
-            for _ in range(job.warmup):
-                timer.start()
-                task.step(timer)
-                timer.stop()
-        queue.put(("ready", key, os.getpid()))
-        measure(task, timer, sync, job, cols, lambda n: queue.put(("progress", key, n)))
+            cols["requests"] = []
+            with load_lock or contextlib.nullcontext():
+                task = serving.build(tenant, job.device, job.seed)
+            queue.put(("ready", key, os.getpid()))
+            serving.measure(task, sync, job, cols, progress)
+        else:
+            from tenancy.tasks import build_task
+            from tenancy.timer import make_timer
+
+            with load_lock or contextlib.nullcontext():
+                task = build_task(tenant, job.device, job.seed)
+            timer = make_timer(job.device)
+            queue.put(("status", key, "warm-up"))
+            with nvtx.annotate(f"{job.label}:warmup", color="gray"):
+                for _ in range(job.warmup):
+                    timer.start()
+                    task.step(timer)
+                    timer.stop()
+            queue.put(("ready", key, os.getpid()))
+            measure(task, timer, sync, job, cols, progress)
         if sync.aborted():
             status, message = "aborted", "stopped early: another tenant failed or the run was interrupted"
     except BrokenBarrierError:

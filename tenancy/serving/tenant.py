@@ -1,0 +1,73 @@
+"""The serving engine as a harness tenant (`task: serve`).
+
+Its unit of measurement is a request, not an iteration: each request becomes one row of
+samples.parquet (latency = E2E, prefill_ms = TTFT, decode_ms_per_token = TPOT, start/end =
+arrival/finish on the host clock), so the window and slowdown rules apply unchanged, and its
+full record goes to requests.parquet. The workload clock starts at the barrier. One pass of the
+workload is the tenant's quota (with `min_duration_s`); while other tenants still measure, the
+workload is replayed (its requests flagged `extra`) so nobody runs alone.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tenancy.serving.config import ServingConfig
+
+
+@dataclass
+class ServeTask:
+    cfg: ServingConfig
+    engine: Any
+    device: str
+
+
+def config_for(tenant) -> ServingConfig:
+    """The tenant's `serving:` block, with model, size, dtype and weights taken from the tenant."""
+    data = dict(tenant.serving or {})
+    data.update(model=tenant.model, size=tenant.size, weights=tenant.weights)
+    if tenant.dtype:
+        data["dtype"] = tenant.dtype
+    return ServingConfig.model_validate(data)
+
+
+def build(tenant, device: str, seed: int) -> ServeTask:
+    from tenancy.serving.api import build_engine
+
+    cfg = config_for(tenant).model_copy(update={"seed": seed})
+    return ServeTask(cfg, build_engine(cfg, device), device)
+
+
+def measure(task: ServeTask, sync, job, cols: dict[str, list], progress=None) -> None:
+    """Fills `cols` (one row per request) and cols["requests"] (the engine's full records)."""
+    from tenancy.serving.api import run_serving
+
+    min_ns = int(job.min_duration_s * 1e9)
+    done = False
+    sync.wait_start()
+    t0 = time.perf_counter_ns()
+    replay = 0
+    while not sync.aborted():
+        start = time.perf_counter_ns()
+        df = run_serving(task.cfg, task.device, start_ns=start, engine=task.engine)
+        offset = len(cols["iteration"])
+        for r in df.itertuples():
+            cols["iteration"].append(offset + r.Index)
+            cols["start_ns"].append(start + int(r.arrival_s * 1e9))
+            cols["end_ns"].append(start + int(r.finish_s * 1e9))
+            cols["latency_ms"].append(r.e2e_ms)
+            cols["prefill_ms"].append(r.ttft_ms)
+            cols["decode_ms_per_token"].append(r.tpot_ms)
+            cols["extra"].append(done)
+        df["replay"] = replay
+        df["extra"] = done
+        cols["requests"].extend(df.to_dict("records"))
+        replay += 1
+        if progress:
+            progress(len(cols["iteration"]))
+        if not done and time.perf_counter_ns() - t0 >= min_ns:
+            done = True
+            sync.mark_done()
+        if done and sync.all_done():
+            break

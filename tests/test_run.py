@@ -1,0 +1,186 @@
+"""End to end on CPU with real processes: the results contract and the measurement rules."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import FAST, tenancy, tiny, write_scenario
+from tenancy.launch import Launch, run_processes
+from tenancy.runner import Runner, resolve
+from tenancy.scenario import parse_scenario
+
+FILES = ("manifest.json", "samples.parquet", "summary.csv", "metrics.json")
+
+
+@pytest.fixture(scope="module")
+def pair_run(tmp_path_factory):
+    """A fast encoder next to a slow decoder, under time-slicing, through the CLI."""
+    tmp = tmp_path_factory.mktemp("pair")
+    path = write_scenario(tmp / "pair.yaml", name="pair", sharing="timeslice", **FAST, tenants=[
+        tiny("enc", "bert-base", batch=1, seq=8),
+        tiny("dec", "distilgpt2", task="generate", seq=32, new_tokens=12)])
+    proc = tenancy("run", path, "--out", tmp / "run")
+    assert proc.returncode == 0, proc.stderr
+    return tmp / "run"
+
+
+def test_run_writes_the_four_files(pair_run):
+    assert all((pair_run / f).is_file() for f in FILES)
+    manifest = json.loads((pair_run / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["scenario"]["device"] == "cpu" and manifest["scenario"]["tenants"][0]["dtype"] == "float32"
+    assert manifest["environment"]["torch"] and manifest["environment"]["cpu_count"] >= 1
+    assert [(t["phase"], t["tenant"], t["status"]) for t in manifest["tenants"]] == [
+        ("solo", "enc", "ok"), ("solo", "dec", "ok"), ("shared", "enc", "ok"), ("shared", "dec", "ok")]
+    # at most the first sample (released a few ms before the others) falls outside the window
+    assert all(t["overlap"] >= 1 - 1 / FAST["iterations"] for t in manifest["tenants"])
+    assert [t["overlap"] for t in manifest["tenants"][:2]] == [1.0, 1.0]
+
+
+def test_summary_and_metrics_agree_with_the_samples(pair_run):
+    samples = pd.read_parquet(pair_run / "samples.parquet")
+    summary = pd.read_csv(pair_run / "summary.csv")
+    metrics = json.loads((pair_run / "metrics.json").read_text())
+    win = samples[samples["in_window"]]
+    mean = win.groupby(["phase", "tenant"])["latency_ms"].mean()
+    slowdowns = {t: mean["shared", t] / mean["solo", t] for t in ("enc", "dec")}
+    for t, sd in slowdowns.items():
+        row = summary[(summary["phase"] == "shared") & (summary["tenant"] == t)].iloc[0]
+        assert row["slowdown"] == pytest.approx(sd, rel=1e-4)
+        assert row["n"] == len(win[(win["phase"] == "shared") & (win["tenant"] == t)])
+        assert row["p99_ms"] >= row["p50_ms"] > 0
+    stp = sum(1 / s for s in slowdowns.values())
+    assert metrics["stp"] == pytest.approx(stp, rel=1e-4)
+    assert metrics["antt"] == pytest.approx(np.mean(list(slowdowns.values())), rel=1e-4)
+    assert 0.5 <= metrics["fairness"] <= 1.0
+    dec = win[(win["tenant"] == "dec")]
+    assert dec["prefill_ms"].notna().all() and (dec["decode_ms_per_token"] > 0).all()
+    assert (dec["prefill_ms"] < dec["latency_ms"]).all()
+    row = summary[(summary["phase"] == "solo") & (summary["tenant"] == "dec")].iloc[0]
+    assert row["tokens_per_s"] == pytest.approx(2 * 12 * 1000 / row["mean_ms"], rel=1e-4)
+
+
+def test_window_rule_fast_tenant_keeps_running_for_the_slow_one(pair_run):
+    s = pd.read_parquet(pair_run / "samples.parquet")
+    shared = s[s["phase"] == "shared"]
+    enc, dec = shared[shared["tenant"] == "enc"], shared[shared["tenant"] == "dec"]
+    assert (~enc["extra"]).sum() == FAST["iterations"] and (~dec["extra"]).sum() == FAST["iterations"]
+    assert enc["extra"].sum() > 0, "the fast tenant stopped instead of keeping the slow one company"
+    assert enc["end_ns"].max() >= dec["end_ns"].max() - dec["latency_ms"].max() * 1e6 * 1.5
+    # the slow tenant's samples are all co-located, and the window bounds every in-window sample
+    assert dec["in_window"].iloc[1:].all()
+    start = shared.groupby("tenant")["start_ns"].min().max()
+    end = shared.groupby("tenant")["end_ns"].max().min()
+    inside = (np.minimum(shared["end_ns"], end) - np.maximum(shared["start_ns"], start)).clip(lower=0)
+    share = inside / (shared["end_ns"] - shared["start_ns"])
+    assert (share[shared["in_window"]] >= 0.9).all() and (share[~shared["in_window"]] < 0.9).all()
+    assert (~enc["in_window"]).sum() >= 1, "samples after the slow tenant stopped must be excluded"
+
+
+def test_results_never_overwrite_a_run(pair_run, tmp_path):
+    before = (pair_run / "samples.parquet").stat().st_mtime_ns
+    path = write_scenario(tmp_path / "s.yaml", name="again", **FAST, tenants=[tiny("a", "bert-base")])
+    proc = tenancy("run", path, "--out", pair_run)
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    assert (pair_run / "samples.parquet").stat().st_mtime_ns == before
+
+
+def test_default_run_dirs_are_fresh(tmp_path):
+    from tenancy.results import new_run_dir
+
+    a = new_run_dir(None, "x", root=tmp_path)
+    b = new_run_dir(None, "x", root=tmp_path)
+    assert a != b and a.parent == b.parent == tmp_path and a.name.startswith("x-")
+
+
+def test_exclusive_runs_solo_only_and_a_failing_tenant_keeps_the_rest(tmp_path):
+    path = write_scenario(tmp_path / "s.yaml", name="excl", sharing="exclusive", **FAST, tenants=[
+        tiny("good", "bert-base"), tiny("broken", "distilgpt2", weights=str(tmp_path / "no-such-weights"))])
+    proc = tenancy("run", path, "--out", tmp_path / "run")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "run failed: broken#0 error" in proc.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert {t["tenant"]: t["status"] for t in manifest["tenants"]} == {"good": "ok", "broken": "error"}
+    samples = pd.read_parquet(tmp_path / "run" / "samples.parquet")
+    assert set(samples["phase"]) == {"solo"} and len(samples[samples["tenant"] == "good"]) == FAST["iterations"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["stp"] is None
+
+
+def test_a_crashed_tenant_stops_the_others_who_keep_their_samples(tmp_path):
+    """Kill one tenant mid-measurement: it is reported crashed, the other hands in what it has."""
+    scenario = resolve(parse_scenario(dict(name="crash", device="cpu", iterations=100000, warmup=1, tenants=[
+        tiny("victim", "bert-base"), tiny("other", "bert-base", seq=8)])))
+    runner = Runner(scenario, tmp_path)
+    jobs = runner.jobs("shared", 0, scenario.instances(), lambda t: {})
+    progress: dict[str, int] = {}
+
+    def on_event(key, kind, value):
+        if kind == "progress":
+            progress[key] = value
+            if key.endswith("/victim/0") and value >= 5:
+                os.kill(launch.outcomes[key].pid, signal.SIGKILL)
+
+    launch = Launch(jobs, on_event)
+    outcomes = run_processes(launch)
+    victim, other = outcomes["shared/0/victim/0"], outcomes["shared/0/other/0"]
+    assert victim.status == "crashed" and victim.exitcode == -signal.SIGKILL
+    assert other.status == "aborted" and len(other.cols["latency_ms"]) > 0
+
+
+def test_sigint_keeps_what_was_measured(tmp_path):
+    path = write_scenario(tmp_path / "s.yaml", name="long", device="cpu", warmup=1, iterations=1000000,
+                          tenants=[tiny("a", "bert-base"), tiny("b", "bert-base", seq=8)])
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "tenancy", "run", str(path), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "manifest.json").exists() or '"shared"' not in (out / "manifest.json").read_text():
+        # the solo phase never ends by itself here; interrupt it once it has measured something
+        if (out / "manifest.json").exists() and time.monotonic() > deadline - 110:
+            break
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.5)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["tenants"][0]["status"] == "interrupted" and manifest["tenants"][0]["samples"] > 0
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert len(samples) == manifest["tenants"][0]["samples"]
+
+
+def test_serving_engine_runs_as_a_tenant(tmp_path):
+    """A `task: serve` tenant next to an encoder: one sample per request, requests.parquet, and
+    the slowdown of each latency metric against its solo run."""
+    path = write_scenario(tmp_path / "s.yaml", name="serve", **FAST, tenants=[
+        tiny("enc", "bert-base"),
+        {"name": "llm", "model": "llama-3.2-1b", "size": "tiny", "task": "serve", "serving": {
+            "max_batch_size": 4, "workload": {"arrival": "all_at_once", "num_requests": 6,
+                                              "input_len": [8, 24], "output_len": [2, 6]}}}])
+    proc = tenancy("run", path, "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    requests = pd.read_parquet(tmp_path / "run" / "requests.parquet")
+    samples = pd.read_parquet(tmp_path / "run" / "samples.parquet")
+    llm = samples[samples["tenant"] == "llm"]
+    for phase in ("solo", "shared"):
+        req = requests[(requests["phase"] == phase) & (requests["replay"] == 0)]
+        assert sorted(req["request_id"]) == list(range(6)) and (req["status"] == "finished").all()
+        rows = llm[llm["phase"] == phase]
+        assert len(rows) == len(requests[requests["phase"] == phase])
+        assert rows["latency_ms"].to_numpy() == pytest.approx(
+            requests.loc[requests["phase"] == phase, "e2e_ms"].to_numpy())
+    serving = json.loads((tmp_path / "run" / "metrics.json").read_text())["serving"]
+    assert [s["tenant"] for s in serving] == ["llm"]
+    assert serving[0]["e2e_mean_slowdown"] > 0 and serving[0]["ttft_p99_slowdown"] > 0

@@ -1,0 +1,89 @@
+"""Scenario validation: every mistake is one line naming the file and field, exit 2, nothing written."""
+from __future__ import annotations
+
+import pytest
+
+from helpers import tenancy, tiny, write_scenario
+from tenancy.errors import TenancyError
+from tenancy.scenario import parse_scenario
+
+GOOD = dict(name="ok", tenants=[tiny("a", "bert-base")])
+
+
+def _error(data) -> str:
+    with pytest.raises(TenancyError) as info:
+        parse_scenario(data, "s.yaml")
+    return str(info.value)
+
+
+def test_defaults_follow_the_study():
+    s = parse_scenario({"name": "x", "tenants": [{"name": "b", "model": "bert-base"},
+                                                  {"name": "l", "model": "llama-3.2-1b"}]})
+    assert (s.iterations, s.warmup, s.sharing, s.device) == (100, 10, "timeslice", "auto")
+    bert, llama = s.tenants
+    assert (bert.batch, bert.seq, bert.task, llama.task) == (8, 128, "forward", "generate")
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({**GOOD, "tenants": [tiny("a", "gpt-5")]}, "s.yaml: tenants.0.model: unknown model 'gpt-5'"),
+    ({**GOOD, "colour": "red"}, "s.yaml: colour: unknown field"),
+    ({**GOOD, "tenants": [tiny("a", "bert-base", batch=0)]}, "s.yaml: tenants.0.batch: Input should be greater than 0"),
+    ({**GOOD, "tenants": [tiny("a", "bert-base", task="generate")]}, "s.yaml: tenants.0: task 'generate' needs a decoder"),
+    ({**GOOD, "tenants": [tiny("a", "bert-base"), tiny("a", "distilgpt2")]}, "s.yaml: tenants: tenant names must be unique"),
+    ({**GOOD, "sharing": "mig"}, "s.yaml: sharing: Input should be"),
+    ({"name": "x"}, "s.yaml: tenants: Field required"),
+    (["a", "list"], "s.yaml: a scenario must be a mapping"),
+])
+def test_validation_errors_name_file_and_field(data, expected):
+    msg = _error(data)
+    assert msg.startswith(expected), msg
+    assert "\n" not in msg
+
+
+def test_equal_work_shares_one_solo_run():
+    s = parse_scenario({"name": "x", "tenants": [tiny("a", "bert-base", copies=3), tiny("b", "bert-base"),
+                                                  tiny("c", "bert-base", batch=4)]})
+    assert [t.name for t in s.distinct()] == ["a", "c"]
+    assert len(s.instances()) == 5
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: x\ntenants: [\n", "malformed YAML at line"),
+    ("name: x\ntenants:\n  - {name: a, model: nope}\n", "tenants.0.model: unknown model 'nope'"),
+])
+def test_cli_bad_scenario_is_one_line_exit_2_and_writes_nothing(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    out = tmp_path / "run"
+    proc = tenancy("run", path, "--out", out)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not out.exists()
+
+
+def test_cli_cuda_without_gpu_is_exit_2(tmp_path):
+    path = write_scenario(tmp_path / "s.yaml", **GOOD)
+    proc = tenancy("run", path, "--device", "cuda", "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: device 'cuda' requested but")
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_file_is_one_line(tmp_path):
+    proc = tenancy("run", tmp_path / "nope.yaml")
+    assert proc.returncode == 2 and "cannot read" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_shipped_scenarios_validate():
+    """Every shipped scenario, matrices expanded, is a valid scenario."""
+    from pathlib import Path
+
+    from tenancy.matrix import expand_file
+
+    paths = sorted(Path(__file__).parent.parent.glob("scenarios/**/*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        runs = expand_file(path)  # raises TenancyError on any invalid run
+        assert runs and all(run.scenario.tenants for run in runs)
