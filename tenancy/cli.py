@@ -173,6 +173,9 @@ def main() -> None:
         console.print(f"internal error: {type(err).__name__}: {err} (set TENANCY_DEBUG=1 for the traceback)",
                       markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_FAILED)
+    finally:  # the exit code is decided: a late Ctrl-C must not turn teardown into a traceback
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ class Interrupted(Exception):
 
 
 @contextmanager
-def _environ(extra: dict[str, str]) -> Iterator[None]:
+def environ(extra: dict[str, str]) -> Iterator[None]:
     """Spawned children inherit os.environ at start: the env is in place before any import."""
     saved = {k: os.environ.get(k) for k in extra}
     os.environ.update(extra)
@@ -64,17 +64,28 @@ def _environ(extra: dict[str, str]) -> Iterator[None]:
 
 
 def run_processes(launch: Launch) -> dict[str, Outcome]:
+    """One spawned process per tenant, each started with its environment in place."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     sync = ProcessSync(ctx, len(launch.jobs))
-    procs: dict[str, mp.Process] = {}
-    try:
+
+    def start(procs: dict[str, mp.Process]) -> None:
         for job in launch.jobs:
             p = ctx.Process(target=process_main, args=(job, sync, q), name=f"tenancy:{job.label}", daemon=True)
-            with _environ(job.env):
+            with environ(job.env):
                 p.start()
             procs[job.key] = p
             launch.outcomes[job.key].pid = p.pid
+
+    return supervise(launch, start, q, sync)
+
+
+def supervise(launch: Launch, start: Callable[[dict[str, mp.Process]], None], q, sync) -> dict[str, Outcome]:
+    """Start the tenants' processes (`start` fills key -> process; several keys may share one),
+    collect their reports, stop them on Ctrl-C while keeping their samples, and always reap them."""
+    procs: dict[str, mp.Process] = {}
+    try:
+        start(procs)
         _collect(launch, procs, q, sync)
     except (KeyboardInterrupt, Interrupted):
         sync.abort()
@@ -82,7 +93,7 @@ def run_processes(launch: Launch) -> dict[str, Outcome]:
         raise Interrupted() from None
     finally:
         deadline = time.monotonic() + 10
-        for p in procs.values():
+        for p in set(procs.values()):
             p.join(max(0.0, deadline - time.monotonic()))
             if p.is_alive():
                 p.terminate()

@@ -17,12 +17,11 @@ import os
 import queue as queue_mod
 import signal
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from tenancy.launch import GRACE_S, Interrupted, Launch, Outcome, _collect, _drain, _environ
+from tenancy.launch import Launch, Outcome, environ, supervise
 from tenancy.sharing.base import SharingMode
 from tenancy.sync import ProcessSync, ThreadSync
 from tenancy.tenant import Job, run_tenant
@@ -65,26 +64,15 @@ def run_threads(launch: Launch) -> dict[str, Outcome]:
     env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
     child = ctx.Process(target=child_main, args=(launch.jobs, bridge, q, threads), name="tenancy:streams",
                         daemon=True)
-    procs: dict[str, Any] = {}
-    try:
-        with _environ(env):
+
+    def start(procs: dict[str, Any]) -> None:
+        with environ(env):
             child.start()
-        procs = {j.key: child for j in launch.jobs}
-        for out in launch.outcomes.values():
-            out.pid = child.pid
-        _collect(launch, procs, q, bridge)
-    except (KeyboardInterrupt, Interrupted):
-        bridge.abort()
-        _drain(launch, procs, q, deadline=time.monotonic() + GRACE_S, final_status="interrupted")
-        raise Interrupted() from None
-    finally:
-        child.join(10)
-        if child.is_alive():
-            child.terminate()
-            child.join(5)
-        for out in launch.outcomes.values():
-            out.exitcode = child.exitcode
-    return launch.outcomes
+        for job in launch.jobs:
+            procs[job.key] = child
+            launch.outcomes[job.key].pid = child.pid
+
+    return supervise(launch, start, q, bridge)
 
 
 def child_main(jobs: list[Job], bridge: ProcessSync, out_q, threads: int) -> None:
