@@ -1,6 +1,6 @@
 """The harness's own cost per iteration, against a bare loop over the same model.
 
-    python tools/overhead.py [--device cpu|cuda] [--iterations 300] [--size tiny|full]
+    python tools/overhead.py [--device cpu|cuda] [--iterations 300] [--size tiny|full] [--threads 1]
 
 For each workload it times N iterations of `task.step` in a bare loop (one synchronisation at
 the end of each iteration on CUDA, as the harness does), then the same N through
@@ -64,7 +64,9 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--size", default="tiny", choices=["tiny", "full"])
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier numbers)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     dtype = "float16" if args.device == "cuda" else "float32"
     workloads = {
         "no-op": (None, Tenant(name="noop", model="bert-base", size="tiny")),
