@@ -87,3 +87,16 @@ def test_shipped_scenarios_validate():
     for path in paths:
         runs = expand_file(path)  # raises TenancyError on any invalid run
         assert runs and all(run.scenario.tenants for run in runs)
+
+
+def test_readme_scenario_example_is_valid():
+    """The annotated example in the README stays a valid scenario."""
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    scenario = parse_scenario(yaml.safe_load(block), "README.md")
+    assert [t.task for t in scenario.tenants] == ["forward", "generate"]
+    assert scenario.tenants[1].mps.active_thread_percentage == 50 and scenario.tenants[0].copies == 4
