@@ -2,11 +2,15 @@
 
 The launcher never loses a measured sample: a failing tenant stops the others (they send what
 they have), a crashed process is recorded with its exit code, and Ctrl-C / SIGTERM stop the
-tenants through the shared abort flag before anything is killed.
+tenants through the shared abort flag before anything is killed. Each tenant reports through a
+pipe of its own: a tenant killed in the middle of a message cannot hold a lock that the others
+need to report (a shared multiprocessing.Queue's write lock can), and a tenant that still does
+not report STUCK_S after the stop is given up on rather than waited for.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import queue as queue_mod
 import time
@@ -18,7 +22,8 @@ from typing import Callable, Iterator
 from tenancy.sync import ProcessSync
 from tenancy.tenant import Job, process_main
 
-GRACE_S = 20.0  # how long stopped tenants get to hand in their samples
+GRACE_S = 20.0  # how long interrupted tenants get to hand in their samples
+STUCK_S = 300.0  # after a tenant failed: longer, a serving tenant finishes its workload pass first
 
 
 @dataclass
@@ -29,6 +34,37 @@ class Outcome:
     pid: int | None = None
     exitcode: int | None = None
     cols: dict[str, list] | None = None
+
+
+class Outbox:
+    """A tenant's end of its own pipe to the launcher (the `queue` that run_tenant puts to)."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+
+    def put(self, msg: tuple) -> None:
+        self.conn.send(msg)
+
+
+class Inbox:
+    """The launcher's ends of every tenant's pipe, read like a queue."""
+
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+        self.readers: list = []
+
+    def outbox(self) -> Outbox:
+        reader, writer = self.ctx.Pipe(duplex=False)
+        self.readers.append(reader)
+        return Outbox(writer)
+
+    def get(self, timeout: float) -> tuple:
+        for reader in mp.connection.wait(self.readers, timeout):
+            try:
+                return reader.recv()
+            except (EOFError, OSError):  # its process ended: nothing more will come
+                self.readers.remove(reader)
+        raise queue_mod.Empty
 
 
 @dataclass
@@ -42,6 +78,8 @@ class Launch:
 
     def __post_init__(self) -> None:
         self.outcomes = {j.key: Outcome(j) for j in self.jobs}
+        for slot, job in enumerate(self.jobs):
+            job.slot = slot
 
 
 class Interrupted(Exception):
@@ -66,18 +104,20 @@ def environ(extra: dict[str, str]) -> Iterator[None]:
 def run_processes(launch: Launch) -> dict[str, Outcome]:
     """One spawned process per tenant, each started with its environment in place."""
     ctx = mp.get_context("spawn")
-    q = ctx.Queue()
+    inbox = Inbox(ctx)
     sync = ProcessSync(ctx, len(launch.jobs))
 
     def start(procs: dict[str, mp.Process]) -> None:
         for job in launch.jobs:
-            p = ctx.Process(target=process_main, args=(job, sync, q), name=f"tenancy:{job.label}", daemon=True)
+            out = inbox.outbox()
+            p = ctx.Process(target=process_main, args=(job, sync, out), name=f"tenancy:{job.label}", daemon=True)
             with environ(job.env):
                 p.start()
+            out.conn.close()  # the child has its copy; ours would hide the end of the pipe
             procs[job.key] = p
             launch.outcomes[job.key].pid = p.pid
 
-    return supervise(launch, start, q, sync)
+    return supervise(launch, start, inbox, sync)
 
 
 def supervise(launch: Launch, start: Callable[[dict[str, mp.Process]], None], q, sync) -> dict[str, Outcome]:
@@ -120,6 +160,7 @@ def _collect(launch: Launch, procs: dict[str, mp.Process], q, sync) -> None:
     ready: dict[str, int] = {}
     started = False
     dead_since: dict[str, float] = {}
+    stopped_at: float | None = None
     while any(o.status == "pending" for o in launch.outcomes.values()):
         try:
             _handle(launch, q.get(timeout=0.1), ready, sync)
@@ -148,6 +189,14 @@ def _collect(launch: Launch, procs: dict[str, mp.Process], q, sync) -> None:
                 out.cols = None
                 sync.abort()
                 launch.on_event(key, "samples", out.status)
+        if sync.aborted():
+            stopped_at = stopped_at or now
+            if now - stopped_at > STUCK_S:
+                for key, out in launch.outcomes.items():
+                    if out.status == "pending":
+                        out.status = "aborted"
+                        out.message = f"stopped, but did not hand in its samples within {STUCK_S:.0f} s"
+                        launch.on_event(key, "samples", out.status)
 
 
 def _drain(launch: Launch, procs, q, deadline: float, final_status: str) -> None:

@@ -15,18 +15,18 @@ class ProcessSync:
     def __init__(self, ctx, tenants: int) -> None:
         self.tenants = tenants
         self.barrier = ctx.Barrier(tenants + 1)
-        self._done = ctx.Value("i", 0)
+        # one flag per tenant, no lock: a tenant killed while counting cannot block the others
+        self._done = ctx.Array("b", tenants, lock=False)
         self._abort = ctx.Value("b", 0, lock=False)
 
     def wait_start(self, timeout: float | None = None) -> None:
         self.barrier.wait(timeout)
 
-    def mark_done(self) -> None:
-        with self._done.get_lock():
-            self._done.value += 1
+    def mark_done(self, slot: int) -> None:
+        self._done[slot] = 1
 
     def all_done(self) -> bool:
-        return self._done.value >= self.tenants
+        return all(self._done)
 
     def aborted(self) -> bool:
         return bool(self._abort.value)
@@ -42,19 +42,17 @@ class ThreadSync:
     def __init__(self, tenants: int) -> None:
         self.tenants = tenants
         self.barrier = threading.Barrier(tenants + 1)
-        self._lock = threading.Lock()
-        self._done = 0
+        self._done = [False] * tenants
         self._abort = False
 
     def wait_start(self, timeout: float | None = None) -> None:
         self.barrier.wait(timeout)
 
-    def mark_done(self) -> None:
-        with self._lock:
-            self._done += 1
+    def mark_done(self, slot: int) -> None:
+        self._done[slot] = True
 
     def all_done(self) -> bool:
-        return self._done >= self.tenants
+        return all(self._done)
 
     def aborted(self) -> bool:
         return self._abort

@@ -33,6 +33,7 @@ class Job:
     threads: int
     seed: int
     env: dict[str, str] = field(default_factory=dict)
+    slot: int = 0  # position in its launch (set by the launcher): its done flag
 
     @property
     def key(self) -> str:
@@ -74,7 +75,7 @@ def measure(task, timer, sync, job: Job, cols: dict[str, list], progress=None) -
             i += 1
             if not done and i >= job.iterations and end - t0 >= min_ns:
                 done = True
-                sync.mark_done()
+                sync.mark_done(job.slot)
             if done and sync.all_done():
                 break
             if progress and end - last_report > 200_000_000:

@@ -68,6 +68,6 @@ def measure(task: ServeTask, sync, job, cols: dict[str, list], progress=None) ->
             progress(len(cols["iteration"]))
         if not done and time.perf_counter_ns() - t0 >= min_ns:
             done = True
-            sync.mark_done()
+            sync.mark_done(job.slot)
         if done and sync.all_done():
             break

@@ -13,7 +13,6 @@ manifest's sharing block says so.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import queue as queue_mod
 import signal
 import threading
@@ -21,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from tenancy.launch import Launch, Outcome, environ, supervise
+from tenancy.launch import Inbox, Launch, Outcome, environ, supervise
 from tenancy.sharing.base import SharingMode
 from tenancy.sync import ProcessSync, ThreadSync
 from tenancy.tenant import Job, run_tenant
@@ -56,23 +55,25 @@ class StreamsMode(SharingMode):
 def run_threads(launch: Launch) -> dict[str, Outcome]:
     """Like launch.run_processes, with one child process for every tenant of the launch."""
     ctx = mp.get_context("spawn")
-    q = ctx.Queue()
+    inbox = Inbox(ctx)
+    out = inbox.outbox()
     bridge = ProcessSync(ctx, 1)  # parent and the child's main thread
     threads = max(j.threads for j in launch.jobs)
     env = {k: v for j in launch.jobs for k, v in j.env.items()}
     # every tenant thread starts with this many intra-op threads, as a solo tenant process does
     env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
-    child = ctx.Process(target=child_main, args=(launch.jobs, bridge, q, threads), name="tenancy:streams",
+    child = ctx.Process(target=child_main, args=(launch.jobs, bridge, out, threads), name="tenancy:streams",
                         daemon=True)
 
     def start(procs: dict[str, Any]) -> None:
         with environ(env):
             child.start()
+        out.conn.close()  # the child has its copy
         for job in launch.jobs:
             procs[job.key] = child
             launch.outcomes[job.key].pid = child.pid
 
-    return supervise(launch, start, q, bridge)
+    return supervise(launch, start, inbox, bridge)
 
 
 def child_main(jobs: list[Job], bridge: ProcessSync, out_q, threads: int) -> None:
