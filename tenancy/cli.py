@@ -65,10 +65,7 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
     if code == EXIT_INTERRUPTED:
         console.print(f"[yellow]interrupted[/]: samples measured so far are in {run_dir}")
     elif code == EXIT_FAILED:
-        failed = [t for t in runner.statuses if t["status"] not in ("ok", "aborted")]
-        why = f"{failed[0]['tenant']}#{failed[0]['copy']} {failed[0]['status']}: {failed[0]['message']}" if failed else \
-            "see manifest.json"
-        console.print(f"[red]run failed[/]: {why} (results kept in {run_dir})")
+        console.print(f"[red]run failed[/]: {runner.failure()} (results kept in {run_dir})")
     sys.exit(code)
 
 
@@ -82,7 +79,7 @@ def models_cmd() -> None:
         table.add_column(col, justify="right" if col in ("params", "fp16 weights", "tiny params") else "left")
     for spec in models.ZOO.values():
         n = models.count_params(spec.name)
-        table.add_row(spec.name, spec.kind, spec.family, f"{n / 1e6:,.1f} M", f"{n * 2 / 2**30:.2f} GiB",
+        table.add_row(spec.name, spec.kind, spec.family, f"{n / 1e6:,.1f} M", f"{n * models.DTYPE_BYTES['float16'] / 2**30:.2f} GiB",
                       f"{models.count_params(spec.name, 'tiny') / 1e3:,.0f} k", spec.hub_id)
     Console().print(table)
 

@@ -5,6 +5,7 @@ leaves every sample measured so far on disk.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -18,6 +19,11 @@ from tenancy.errors import TenancyError
 MANIFEST, SAMPLES, SUMMARY, METRICS = "manifest.json", "samples.parquet", "summary.csv", "metrics.json"
 REQUESTS = "requests.parquet"  # serving tenants only
 SCHEMA_VERSION = 1
+
+
+def utc_now() -> str:
+    """Timestamps of manifests and study indexes."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def new_run_dir(out: str | Path | None, name: str, root: str | Path = "results") -> Path:

@@ -2,7 +2,6 @@
 mode, written to the run directory after every launch."""
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,8 +20,14 @@ Event = Callable[[str, str, object], None]
 def resolve(scenario: Scenario, device: str | None = None, iterations: int | None = None,
             warmup: int | None = None) -> Scenario:
     """Fill in what depends on the machine: the device and each tenant's dtype."""
+    return resolve_on(environment.resolve_device(device or scenario.device), scenario, iterations, warmup)
+
+
+def resolve_on(device: str, scenario: Scenario, iterations: int | None = None,
+               warmup: int | None = None) -> Scenario:
+    """`resolve` for a given concrete device, present here or not (planning a GPU study on a CPU)."""
     data = scenario.model_dump()
-    data["device"] = environment.resolve_device(device or scenario.device)
+    data["device"] = device
     data["iterations"] = iterations or scenario.iterations
     data["warmup"] = scenario.warmup if warmup is None else warmup
     for t in data["tenants"]:
@@ -50,7 +55,7 @@ class Runner:
         self.monitor = Monitor(scenario.monitor_interval_ms, scenario.device)
         self.manifest: dict[str, Any] = {
             "schema_version": results.SCHEMA_VERSION,
-            "created": _now(),
+            "created": results.utc_now(),
             "status": "running",
             "scenario_file": source,
             "scenario": scenario.model_dump(),
@@ -87,9 +92,16 @@ class Runner:
             self.monitor.stop()
             if self.manifest["status"] == "running":
                 self.manifest["status"] = "failed" if code else "complete"
-            self.manifest["finished"] = _now()
+            self.manifest["finished"] = results.utc_now()
             self._write()
         return code
+
+    def failure(self) -> str:
+        """One line on why the run failed: the first tenant that failed, else the first warning."""
+        bad = [t for t in self.statuses if t["status"] not in ("ok", "aborted")]
+        if bad:
+            return f"{bad[0]['tenant']}#{bad[0]['copy']} {bad[0]['status']}: {bad[0]['message']}"
+        return (self.manifest.get("warnings") or ["see manifest.json"])[0]
 
     def _phases(self) -> int:
         s = self.scenario
@@ -185,7 +197,3 @@ def _config_key(tenant: dict[str, Any]) -> str:
     from tenancy.scenario import Tenant
 
     return Tenant.model_validate(tenant).config_key()
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

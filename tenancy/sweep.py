@@ -9,7 +9,6 @@ others. Runs go one after another: they share the device.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 import sys
@@ -78,7 +77,7 @@ def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmu
          dry_run: bool = False) -> list[Planned]:
     """Resolve every run for this machine and decide which cannot run here (and why)."""
     from tenancy import sharing
-    from tenancy.runner import resolve
+    from tenancy.runner import resolve, resolve_on
 
     gpus = environment.nvml_gpus()
     capacity = min((g["memory_total_mib"] for g in gpus), default=None)
@@ -88,10 +87,10 @@ def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmu
         p = Planned(r)
         try:
             p.scenario = resolve(r.scenario, device, iterations, warmup)
-        except TenancyError as err:
+        except TenancyError:
             if not (dry_run and (device or r.scenario.device) == "cuda"):
                 raise
-            p.scenario = _assume_cuda(r.scenario, iterations, warmup)  # planning a GPU study on a laptop
+            p.scenario = resolve_on("cuda", r.scenario, iterations, warmup)  # planning a GPU study on a laptop
             p.skip = "no GPU here: capacity not checked"
         p.memory = estimate.run_mib(p.scenario, params)
         if not p.skip:
@@ -105,16 +104,6 @@ def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmu
                       f"the GPU has {capacity / 1024:.1f} GiB")
         out.append(p)
     return out
-
-
-def _assume_cuda(scenario: Scenario, iterations: int | None, warmup: int | None) -> Scenario:
-    """What `runner.resolve` would give on a GPU machine (fp16 by default)."""
-    data = scenario.model_dump()
-    data.update(device="cuda", iterations=iterations or scenario.iterations,
-                warmup=scenario.warmup if warmup is None else warmup)
-    for t in data["tenants"]:
-        t["dtype"] = t["dtype"] or "float16"
-    return Scenario.model_validate(data)
 
 
 def _normalised(scenario: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +158,7 @@ class Study:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "created": _now(), "runs": []}
+        self.data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "created": results.utc_now(), "runs": []}
         index = path / STUDY_JSON
         if index.exists():
             try:
@@ -186,7 +175,7 @@ class Study:
         return row
 
     def write(self) -> None:
-        self.data["updated"] = _now()
+        self.data["updated"] = results.utc_now()
         self.path.mkdir(parents=True, exist_ok=True)
         results.write_json(self.path / STUDY_JSON, self.data)
         flat = pd.DataFrame([{k: v for k, v in r.items() if k != "axes"} |
@@ -226,7 +215,7 @@ def run_study(plans: list[Planned], study_dir: Path, overrides: dict[str, Any],
         if state != "absent":
             moved = set_aside(study_dir, run_dir)
             row["set_aside"] = str(moved.relative_to(study_dir))
-        row.update(status="running", message="", started=_now(), finished=None, exit_code=None)
+        row.update(status="running", message="", started=results.utc_now(), finished=None, exit_code=None)
         study.write()
         t0 = time.monotonic()
         runner = None
@@ -240,10 +229,10 @@ def run_study(plans: list[Planned], study_dir: Path, overrides: dict[str, Any],
             rc = EXIT_INTERRUPTED
         except Exception as err:  # a bug in one run must not lose the others
             rc, row["message"] = EXIT_FAILED, f"internal error: {type(err).__name__}: {err}"
-        row.update(finished=_now(), wall_s=round(time.monotonic() - t0, 1), exit_code=rc,
+        row.update(finished=results.utc_now(), wall_s=round(time.monotonic() - t0, 1), exit_code=rc,
                    status={EXIT_OK: "complete", EXIT_INTERRUPTED: "interrupted"}.get(rc, "failed"))
         if rc == EXIT_FAILED and not row["message"] and runner is not None:
-            row["message"] = _failure(runner)
+            row["message"] = runner.failure()
         study.write()
         _notify(on_done, row)
         if rc == EXIT_INTERRUPTED:
@@ -256,18 +245,6 @@ def run_study(plans: list[Planned], study_dir: Path, overrides: dict[str, Any],
 def _notify(fn: Callable | None, row: dict[str, Any]) -> None:
     if fn:
         fn(row)
-
-
-def _failure(runner) -> str:
-    bad = [t for t in runner.statuses if t["status"] not in ("ok", "aborted")]
-    if bad:
-        return f"{bad[0]['tenant']}#{bad[0]['copy']} {bad[0]['status']}: {bad[0]['message']}"
-    warnings = runner.manifest.get("warnings") or []
-    return warnings[0] if warnings else "see manifest.json"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def default_study_dir(sources: list[str]) -> Path:

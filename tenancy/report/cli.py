@@ -1,7 +1,6 @@
 """`tenancy report`: load runs, compute the tables, draw the figures, write the pages."""
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ def build(paths: list[str], out: Path, compare: tuple[str, str] | None = None) -
     """The whole report as plain data, figures already written under out/figures."""
     import pandas as pd
 
+    from tenancy import results
     from tenancy.report import figures, load, stats
 
     runs = load.load(paths) if paths else []
@@ -50,7 +50,7 @@ def build(paths: list[str], out: Path, compare: tuple[str, str] | None = None) -
                                       how="left")
     title = "tenancy report: " + ", ".join(Path(p).name for p in (paths or list(compare or ())))
     return {
-        "title": title, "inputs": inputs, "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "title": title, "inputs": inputs, "generated": results.utc_now(),
         "n_runs": len(runs), "environments": load.environments(runs_for_env), "runs": runs_table,
         "figures": figs, "notes": notes,
         "warnings": [(r["name"], w) for r in runs_for_env for w in r["warnings"]],

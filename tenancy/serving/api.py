@@ -4,8 +4,6 @@ can build first and start the workload clock after a multi-process barrier."""
 from __future__ import annotations
 
 import json
-import platform
-import time
 from pathlib import Path
 from typing import Optional, Union
 
@@ -48,20 +46,17 @@ def run_serving(cfg: ServingConfig, device: str = "cpu", start_ns: Optional[int]
 
 def write_run(out_dir: Union[str, Path], cfg: ServingConfig, df: pd.DataFrame, device: str,
               extra: Optional[dict] = None) -> dict:
-    """requests.parquet (one row per request), summary.csv (one row), manifest.json."""
-    import torch
-    import transformers
+    """requests.parquet (one row per request), summary.csv (one row), manifest.json; the
+    environment block is the harness's, so a serve run names its machine like any other run."""
+    from tenancy import environment, results
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out / "requests.parquet", index=False)
+    results.write_table(out / results.REQUESTS, df)
     summary = {"engine": cfg.engine, "model": cfg.model, "size": cfg.size, **summarize(df, cfg.slos)}
-    pd.DataFrame([summary]).to_csv(out / "summary.csv", index=False)
-    manifest = {
-        "kind": "serving", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": device,
-        "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor() or platform.machine(),
-        "host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
-        "transformers": transformers.__version__, "config": json.loads(cfg.model_dump_json()), **(extra or {}),
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    results.write_table(out / results.SUMMARY, pd.DataFrame([summary]))
+    results.write_json(out / results.MANIFEST, {
+        "kind": "serving", "created": results.utc_now(), "device": device,
+        "environment": environment.collect(), "config": json.loads(cfg.model_dump_json()), **(extra or {}),
+    })
     return summary

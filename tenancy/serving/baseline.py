@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Optional
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
