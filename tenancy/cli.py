@@ -121,20 +121,23 @@ def _print_summary(runner) -> None:
     summary = getattr(runner, "summary", None)
     if summary is None or summary.empty:
         return
-    table = Table(title=f"summary ({runner.run_dir})")
-    for col in ("phase", "tenant", "n", "mean ms", "p50 ms", "p99 ms", "cv", "items/s", "slowdown"):
-        table.add_column(col, justify="left" if col in ("phase", "tenant") else "right")
-    for r in summary.itertuples():
-        table.add_row(r.phase, f"{r.tenant}#{r.copy}", str(r.n), f"{r.mean_ms:.2f}", f"{r.p50_ms:.2f}",
-                      f"{r.p99_ms:.2f}", f"{r.cv:.3f}", f"{r.items_per_s:.1f}",
-                      "" if r.slowdown != r.slowdown else f"{r.slowdown:.2f}x")
-    Console().print(table)
     m = runner.metrics
+    table = Table(title=f"summary ({runner.run_dir}): in-window samples of {m.get('n_repeats') or 1} repeat(s)")
+    for col in ("phase", "tenant", "n", "mean ms", "p50 ms", "p99 ms", "items/s", "slowdown [95% CI]", "verdict"):
+        table.add_column(col, justify="left" if col in ("phase", "tenant", "verdict") else "right")
+    num = lambda v, f: "" if v != v else format(v, f)  # noqa: E731  (NaN: too few samples, or n/a)
+    for r in summary.itertuples():
+        ci = "" if r.slowdown != r.slowdown else (f"{r.slowdown:.3f} [{num(r.slowdown_ci_low, '.3f')}, "
+                                                  f"{num(r.slowdown_ci_high, '.3f')}]")
+        table.add_row(r.phase, f"{r.tenant}#{r.copy}", str(r.n), f"{r.mean_ms:.2f}", num(r.p50_ms, ".2f"),
+                      num(r.p99_ms, ".2f"), f"{r.items_per_s:.1f}", ci, r.verdict if isinstance(r.verdict, str) else "")
+    Console().print(table)
     if m.get("stp") is not None:
-        Console().print(f"STP {m['stp']:.2f} (of {m['n_tenants']})   ANTT {m['antt']:.2f}   "
-                        f"fairness {m['fairness']:.3f}")
+        ci = lambda k: "[{}, {}]".format(*(num(v, ".3f") for v in m[f"{k}_ci"]))  # noqa: E731
+        Console().print(f"STP {m['stp']:.3f} {ci('stp')} (of {m['n_tenants']})   ANTT {m['antt']:.3f} {ci('antt')}   "
+                        f"fairness {m['fairness']:.3f} {ci('fairness')}   95% intervals: {m['ci_method']}")
     for w in m.get("warnings", []):
-        console.print(f"[yellow]warning[/]: {w}")
+        console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
 
 
 from tenancy.sweep import sweep as _sweep  # noqa: E402

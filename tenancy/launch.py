@@ -75,6 +75,9 @@ class Launch:
     on_event: Callable[[str, str, object], None] = lambda key, kind, value: None
     before_start: Callable[[dict[str, int]], None] | None = None  # sees tenant pids; raise to abort
     outcomes: dict[str, Outcome] = field(init=False)
+    # perf_counter_ns by which a tenant had stopped without reporting (the last moment it was seen
+    # alive): the common window closes there, since a killed tenant's samples are lost with it
+    stopped_ns: int | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.outcomes = {j.key: Outcome(j) for j in self.jobs}
@@ -160,6 +163,7 @@ def _collect(launch: Launch, procs: dict[str, mp.Process], q, sync) -> None:
     ready: dict[str, int] = {}
     started = False
     dead_since: dict[str, float] = {}
+    alive_ns: dict[str, int] = {}
     stopped_at: float | None = None
     while any(o.status == "pending" for o in launch.outcomes.values()):
         try:
@@ -180,8 +184,13 @@ def _collect(launch: Launch, procs: dict[str, mp.Process], q, sync) -> None:
         now = time.monotonic()
         for key, p in procs.items():
             out = launch.outcomes[key]
-            if out.status != "pending" or p.is_alive():
+            if out.status != "pending":
                 continue
+            if p.is_alive():
+                alive_ns[key] = time.perf_counter_ns()
+                continue
+            if key not in dead_since and launch.stopped_ns is None:
+                launch.stopped_ns = alive_ns.get(key, time.perf_counter_ns())
             # a dead process may still have its last message in the pipe: give it a moment
             if now - dead_since.setdefault(key, now) > 2.0:
                 out.status = "crashed"

@@ -18,7 +18,7 @@ from tenancy.errors import TenancyError
 
 MANIFEST, SAMPLES, SUMMARY, METRICS = "manifest.json", "samples.parquet", "summary.csv", "metrics.json"
 REQUESTS = "requests.parquet"  # serving tenants only
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utc_now() -> str:

@@ -1,7 +1,8 @@
-"""A run: the solo phase (each distinct tenant alone), then the shared phase under the sharing
-mode, written to the run directory after every launch."""
+"""A run: repeats of the solo phase (each distinct tenant alone) and the shared phase under the
+sharing mode, back to back in a drawn order, written to the run directory after every launch."""
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any, Callable
 
@@ -9,12 +10,14 @@ import pandas as pd
 
 from tenancy import analysis, environment, results, sharing
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from tenancy.hostload import WARN_CORES, HostLoad
 from tenancy.launch import Interrupted, Launch, Outcome
 from tenancy.monitor import Monitor
 from tenancy.scenario import Scenario
 from tenancy.tenant import COLUMNS, Job
 
 Event = Callable[[str, str, object], None]
+PHASES = {"solo-first": ("solo", "shared"), "shared-first": ("shared", "solo"), "solo-only": ("solo",)}
 
 
 def resolve(scenario: Scenario, device: str | None = None, iterations: int | None = None,
@@ -52,6 +55,8 @@ class Runner:
         self.statuses: list[dict[str, Any]] = []
         self.overlaps: dict[str, float] = {}
         self.requests: list[pd.DataFrame] = []  # serving tenants: one row per request
+        self.launched: list[tuple[str, int, str, int]] = []  # (phase, repeat, tenant, copy)
+        self.host = HostLoad()
         self.monitor = Monitor(scenario.monitor_interval_ms, scenario.device)
         self.manifest: dict[str, Any] = {
             "schema_version": results.SCHEMA_VERSION,
@@ -61,7 +66,11 @@ class Runner:
             "scenario": scenario.model_dump(),
             "threads_per_tenant": default_threads(scenario),
             "environment": environment.collect(),
-            "sharing": {"mode": scenario.sharing},
+            "orders": phase_orders(scenario.repeats, scenario.seed, scenario.sharing),
+            "sharing": {"mode": scenario.sharing, "sessions": []},
+            "host_load": [],
+            "window_closed_early": [],
+            "incomplete": [],
             "monitor": self.monitor.info,
             "tenants": self.statuses,
             "warnings": [],
@@ -80,7 +89,7 @@ class Runner:
         code = EXIT_OK
         try:
             self.monitor.start()
-            code = self._phases()
+            code = self._repeats()
         except (Interrupted, KeyboardInterrupt):
             self.manifest["status"] = "interrupted"
             code = EXIT_INTERRUPTED
@@ -91,51 +100,76 @@ class Runner:
         finally:
             self.monitor.stop()
             if self.manifest["status"] == "running":
-                self.manifest["status"] = "failed" if code else "complete"
+                self.manifest["status"] = ("failed" if code else "incomplete" if self.manifest["incomplete"]
+                                           else "complete")
+            if code == EXIT_OK and self.manifest["status"] == "incomplete":
+                code = EXIT_FAILED
             self.manifest["finished"] = results.utc_now()
             self._write()
         return code
 
     def failure(self) -> str:
-        """One line on why the run failed: the first tenant that failed, else the first warning."""
+        """One line on why the run failed: the first tenant that failed, else why it is incomplete,
+        else the first warning."""
         bad = [t for t in self.statuses if t["status"] not in ("ok", "aborted")]
         if bad:
             return f"{bad[0]['tenant']}#{bad[0]['copy']} {bad[0]['status']}: {bad[0]['message']}"
+        if self.manifest["incomplete"]:
+            return "incomplete: " + self.manifest["incomplete"][0]
         return (self.manifest.get("warnings") or ["see manifest.json"])[0]
 
-    def _phases(self) -> int:
+    def _repeats(self) -> int:
+        """Each repeat runs every distinct tenant alone and the shared phase back to back, in an
+        order drawn from the seed (balanced over the repeats), so that a drift of the machine's
+        state over the run does not fall on one phase only."""
+        for repeat, order in enumerate(self.manifest["orders"]):
+            for phase in PHASES[order]:
+                if not (self._solo(repeat) if phase == "solo" else self._shared(repeat)):
+                    return EXIT_FAILED
+        return EXIT_OK
+
+    def _solo(self, repeat: int) -> bool:
+        for t in self.scenario.distinct():
+            self._launch(Launch(self.jobs("solo", repeat, [(t, 0)], lambda t: {}), self.on_event), self.mode.launch_solo)
+            if not self._launch_ok():
+                return False
+        return True
+
+    def _shared(self, repeat: int) -> bool:
         s = self.scenario
-        for repeat in range(s.repeats):
-            for t in s.distinct():
-                self._launch(Launch(self.jobs("solo", repeat, [(t, 0)], lambda t: {}), self.on_event), self.mode.launch_solo)
+        with self.mode.session(self.run_dir) as info:
+            self.manifest["sharing"]["sessions"].append({"repeat": repeat, **info})
+            self._write()
+            launch = Launch(self.jobs("shared", repeat, s.instances(), self.mode.env), self.on_event,
+                            self.mode.before_start)
+            self._launch(launch, self.mode.launch)
+        return self._launch_ok()
+
+    def _launch_ok(self) -> bool:
         failed = [r for r in self.statuses if r["status"] != "ok"]
         if failed:
-            self.manifest["warnings"].append(f"shared phase skipped: solo run of {failed[0]['tenant']} "
-                                             f"ended {failed[0]['status']}")
-            return EXIT_FAILED
-        if s.sharing == "exclusive":
-            return EXIT_OK
-        with self.mode.session(self.run_dir) as info:
-            self.manifest["sharing"] = info
-            self._write()
-            for repeat in range(s.repeats):
-                launch = Launch(self.jobs("shared", repeat, s.instances(), self.mode.env), self.on_event,
-                                self.mode.before_start)
-                self._launch(launch, self.mode.launch)
-        return EXIT_OK if all(r["status"] == "ok" for r in self.statuses) else EXIT_FAILED
+            f = failed[0]
+            self.manifest["warnings"].append(f"run stopped after {f['phase']} {f['tenant']}#{f['copy']} "
+                                             f"(repeat {f['repeat']}) ended {f['status']}")
+        return not failed
 
     def _launch(self, launch: Launch, how: Callable[[Launch], dict[str, Outcome]]) -> None:
         first = launch.jobs[0]
+        name = first.tenant["name"] if first.phase == "solo" else "shared"
+        before = self.host.read()
         try:
-            with self.monitor.during(first.phase, first.repeat, first.tenant["name"] if first.phase == "solo" else "shared"):
+            with self.monitor.during(first.phase, first.repeat, name):
                 how(launch)
         finally:  # keep whatever was measured, also when interrupted
-            self._collect(launch.outcomes.values())
+            load = HostLoad.foreign(before, self.host.read())
+            if load is not None:
+                self.manifest["host_load"].append({"phase": first.phase, "repeat": first.repeat, "launch": name, **load})
+            self._collect(launch)
             self._write()
 
-    def _collect(self, outcomes) -> None:
+    def _collect(self, launch: Launch) -> None:
         frames = []
-        for o in outcomes:
+        for o in launch.outcomes.values():
             t, j = o.job.tenant, o.job
             cols = dict(o.cols or {c: [] for c in COLUMNS})
             requests = cols.pop("requests", None)
@@ -159,30 +193,35 @@ class Runner:
                 self.requests.append(req)
             self.statuses.append({"phase": j.phase, "repeat": j.repeat, "tenant": t["name"], "copy": j.copy,
                                   "status": o.status, "message": o.message, "pid": o.pid,
-                                  "exitcode": o.exitcode, "samples": len(df)})
-        launch_df = analysis.mark_window(pd.concat(frames, ignore_index=True))
+                                  "exitcode": o.exitcode, "threads": j.threads, "samples": len(df)})
+        launch_df = analysis.mark_window(pd.concat(frames, ignore_index=True), launch.stopped_ns)
+        if launch.stopped_ns is not None:
+            self.manifest["window_closed_early"].append(
+                {"phase": launch.jobs[0].phase, "repeat": launch.jobs[0].repeat, "at_ns": launch.stopped_ns})
         for (tenant, copy), frac in analysis.overlap(launch_df).items():
             for r in self.statuses[-len(frames):]:
                 if (r["tenant"], r["copy"]) == (tenant, copy):
                     r["overlap"] = frac
                     if r["phase"] == "shared":
                         self.overlaps[f"shared {tenant}#{copy} (repeat {r['repeat']})"] = frac
+        self.launched += [(j.phase, j.repeat, j.tenant["name"], j.copy) for j in launch.jobs]
         self.frames.append(launch_df)
 
     def _write(self) -> None:
         d = self.run_dir
         samples = pd.concat(self.frames, ignore_index=True) if self.frames else pd.DataFrame()
-        summary = analysis.summarize(samples) if not samples.empty else pd.DataFrame()
-        colo = analysis.colocation(summary)
-        warnings = self.manifest["warnings"] + (analysis.warnings_for(summary, self.overlaps)
-                                                if not summary.empty else [])
+        orders = dict(enumerate(self.manifest["orders"]))
+        summary, metrics = analysis.analyze(samples, orders, self.scenario.seed)
+        ok = {(r["phase"], r["repeat"], r["tenant"], r["copy"]) for r in self.statuses if r["status"] == "ok"}
+        self.manifest["incomplete"] = analysis.incomplete(samples, [k for k in self.launched if k in ok])
+        warnings = self.manifest["warnings"] + analysis.warnings_for(summary, metrics, self.overlaps)
+        warnings += [f"{x['phase']} launch {x['launch']} (repeat {x['repeat']}): other processes used "
+                     f"{x['foreign_cores']:.2f} cores on average: the numbers include their interference"
+                     for x in self.manifest["host_load"] if x["foreign_cores"] > WARN_CORES]
+        warnings += [f"incomplete: {why}" for why in self.manifest["incomplete"]]
         gpu_summary, gpu_warnings = self.monitor.write(d, samples, self.manifest)
         warnings += gpu_warnings
-        per = summary[summary["phase"] == "shared"] if not summary.empty else summary
-        metrics = {**colo, "per_tenant": [
-            {"tenant": r.tenant, "copy": r.copy, "slowdown": r.slowdown, "normalised_progress": 1 / r.slowdown}
-            for r in per.itertuples()], "serving": analysis.serving_slowdowns(summary),
-            "gpu": gpu_summary, "warnings": warnings}
+        metrics = {**metrics, "gpu": gpu_summary, "warnings": warnings}
         results.write_json(d / results.METRICS, metrics)
         if not samples.empty:
             results.write_table(d / results.SAMPLES, samples)
@@ -191,6 +230,16 @@ class Runner:
             results.write_table(d / results.REQUESTS, pd.concat(self.requests, ignore_index=True))
         results.write_json(d / results.MANIFEST, {**self.manifest, "warnings": warnings})
         self.summary, self.metrics = summary, metrics
+
+
+def phase_orders(repeats: int, seed: int, sharing: str) -> list[str]:
+    """Which phase each repeat runs first: as many of each as the repeats allow, shuffled by the
+    seed (a solo-only run has one order)."""
+    if sharing == "exclusive":
+        return ["solo-only"] * repeats
+    balanced = (["solo-first", "shared-first"] * repeats)[:repeats]
+    random.Random(seed).shuffle(balanced)
+    return balanced
 
 
 def _config_key(tenant: dict[str, Any]) -> str:

@@ -90,7 +90,8 @@ class Scenario(_Strict):
     iterations: int = Field(100, gt=0)
     warmup: int = Field(10, ge=0)
     min_duration_s: float = Field(0.0, ge=0)
-    repeats: int = Field(1, gt=0)
+    repeats: int = Field(3, gt=0, description="solo and shared launches per run; intervals are across repeats "
+                         "from 3 on")
     seed: int = 0
     mps_default_thread_percentage: Optional[int] = Field(None, ge=1, le=100)
     mps_exclusive_process: bool = Field(False, description="set EXCLUSIVE_PROCESS for the shared phase "

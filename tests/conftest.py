@@ -45,7 +45,7 @@ def cpu_streams_run(tmp_path_factory):
     nsys = bin_dir / "nsys"
     nsys.write_text(f"#!{sys.executable}\n" + (here / "fake_nsys.py").read_text())
     nsys.chmod(0o755)
-    path = write_scenario(tmp / "streams.yaml", name="streams", sharing="streams", device="cpu", iterations=6,
+    path = write_scenario(tmp / "streams.yaml", name="streams", sharing="streams", device="cpu", iterations=6, repeats=1,
                           warmup=1, monitor_interval_ms=20, tenants=[
                               tiny("enc", "bert-base", batch=2, seq=8),
                               tiny("dec", "distilgpt2", task="generate", batch=1, seq=8, new_tokens=4)])

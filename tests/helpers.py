@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-FAST = dict(device="cpu", iterations=8, warmup=1)
+FAST = dict(device="cpu", iterations=8, warmup=1, repeats=1)
 
 
 def tiny(name: str, model: str, **kw) -> dict:

@@ -25,7 +25,7 @@ from tenancy.sharing.mps_daemon import MpsDaemon, pipe_dir_for, processes_of
 
 HERE = Path(__file__).parent
 NAMES = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
-QUICK = dict(device="cpu", iterations=5, warmup=1)
+QUICK = dict(device="cpu", iterations=5, warmup=1, repeats=1)
 
 
 @pytest.fixture
@@ -193,7 +193,7 @@ def test_cli_run_under_mps(tmp_path, fake_env):
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    sh = m["sharing"]
+    sh = m["sharing"]["sessions"][0]
     assert m["status"] == "complete" and sh["mode"] == "mps" and sh["default_active_thread_percentage"] == 60
     assert sh["pipe_dir"] == str((tmp_path / "run").resolve() / "mps" / "pipe")
     shared = {t["tenant"]: t["pid"] for t in m["tenants"] if t["phase"] == "shared"}
@@ -220,11 +220,11 @@ def test_attachment_failure_is_an_error_and_keeps_what_was_measured(tmp_path, fa
     assert err.value.exit_code == 1
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert m["status"] == "failed" and "not a client" in m["error"]
-    assert len(m["sharing"]["attach"][0]["missing"]) == 1 and m["sharing"]["stop"]["clean"]
+    assert len(m["sharing"]["sessions"][0]["attach"][0]["missing"]) == 1 and m["sharing"]["sessions"][0]["stop"]["clean"]
     assert {t["status"] for t in m["tenants"] if t["phase"] == "shared"} == {"aborted"}
     samples = pd.read_parquet(tmp_path / "run" / "samples.parquet")
     assert set(samples["phase"]) == {"solo"} and len(samples) == 5
-    assert processes_of(Path(m["sharing"]["pipe_dir"]), NAMES) == []
+    assert processes_of(Path(m["sharing"]["sessions"][0]["pipe_dir"]), NAMES) == []
 
 
 def test_ctrl_c_in_the_shared_phase_stops_the_daemon(tmp_path, fake_env):
@@ -265,8 +265,8 @@ def test_cli_sigterm_stops_the_daemon(tmp_path, fake_env):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     m = json.loads((out / "manifest.json").read_text())
-    assert m["status"] == "interrupted" and m["sharing"]["stop"]["clean"]
-    assert processes_of(Path(m["sharing"]["pipe_dir"]), NAMES) == []
+    assert m["status"] == "interrupted" and m["sharing"]["sessions"][0]["stop"]["clean"]
+    assert processes_of(Path(m["sharing"]["sessions"][0]["pipe_dir"]), NAMES) == []
     assert {t["status"] for t in m["tenants"] if t["phase"] == "shared"} == {"interrupted"}
 
 
@@ -283,6 +283,6 @@ def test_mps_run_on_a_gpu(tmp_path):
     proc = run_cli(dict(os.environ), path, "--out", tmp_path / "run")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    sh = json.loads((tmp_path / "run" / "manifest.json").read_text())["sharing"]
+    sh = json.loads((tmp_path / "run" / "manifest.json").read_text())["sharing"]["sessions"][0]
     assert sh["attach"][0]["missing"] == {} and sh["attach"][0]["servers"]
     assert sh["stop"]["clean"] and processes_of(Path(sh["pipe_dir"]), NAMES) == []

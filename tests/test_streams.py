@@ -18,7 +18,8 @@ def test_cli_streams_run_measures_both_tenants_in_one_process(cpu_streams_run):
     assert proc.returncode == 0, proc.stderr
     m = json.loads((run / "manifest.json").read_text())
     assert m["status"] == "complete"
-    assert m["sharing"]["mode"] == "streams" and m["sharing"]["note"] == CPU_NOTE and m["sharing"]["streams"] is None
+    sh = m["sharing"]["sessions"][0]
+    assert sh["mode"] == "streams" and sh["note"] == CPU_NOTE and sh["streams"] is None
     shared = [t for t in m["tenants"] if t["phase"] == "shared"]
     solo = [t for t in m["tenants"] if t["phase"] == "solo"]
     assert {t["status"] for t in shared} == {"ok"} and len(shared) == 2
