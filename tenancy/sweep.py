@@ -106,6 +106,24 @@ def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmu
     return out
 
 
+CONTROL_PREFIX = "control"
+
+
+def with_control(runs: list[Expanded]) -> list[Expanded]:
+    """The study's A/A control first: the first tenant of the first run, one copy, whose shared
+    phase is the same work alone again, with that run's protocol. Its slowdown interval shows
+    what "no effect" looks like on this machine; a study that has a control already gets none."""
+    if not runs or any(r.name.startswith(CONTROL_PREFIX) for r in runs):
+        return runs
+    first = runs[0].scenario
+    tenant = first.tenants[0].model_copy(update={"copies": 1})
+    name = f"{CONTROL_PREFIX}-aa.{tenant.name}"
+    scenario = first.model_copy(update={"name": name, "sharing": "timeslice", "tenants": [tenant],
+                                        "description": "A/A control: the same work alone in both phases"})
+    return [Expanded(name, Scenario.model_validate(scenario.model_dump()), "(A/A control added by tenancy sweep)",
+                     {"control": "aa"}), *runs]
+
+
 def _normalised(scenario: dict[str, Any]) -> dict[str, Any]:
     data = json.loads(json.dumps(scenario, default=str))
     return {k: v for k, v in data.items() if k not in IGNORED_SCENARIO_KEYS}
@@ -313,10 +331,13 @@ class _Bars:
 @click.option("--iterations", type=click.IntRange(min=1), help="Override every scenario's iterations.")
 @click.option("--warmup", type=click.IntRange(min=0), help="Override every scenario's warm-up iterations.")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), help="Override every scenario's device.")
+@click.option("--control/--no-control", default=True, show_default=True,
+              help="Run an A/A control first (the first tenant alone in both phases): what no effect looks like.")
 def sweep(sources: tuple[str, ...], out: str | None, dry_run: bool, iterations: int | None,
-          warmup: int | None, device: str | None) -> None:
+          warmup: int | None, device: str | None, control: bool) -> None:
     """Run every scenario (matrices expanded) of suites (directories) and files into one study."""
-    plans = plan(expand_all(list(sources)), device, iterations, warmup, dry_run)
+    runs = expand_all(list(sources))
+    plans = plan(with_control(runs) if control else runs, device, iterations, warmup, dry_run)
     study_dir = Path(out) if out else default_study_dir(list(sources))
     if dry_run:
         Console(width=None if console.is_terminal else 200).print(dry_run_table(plans, study_dir if out else None))

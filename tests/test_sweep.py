@@ -33,7 +33,7 @@ def study(tmp_path_factory):
     """A sweep of a broken run, an MPS run a CPU cannot do, then two tiny solo runs."""
     root = tmp_path_factory.mktemp("sweep")
     suite = _suite(root)
-    res = tenancy("sweep", suite, "--out", root / "study", timeout=600)
+    res = tenancy("sweep", suite, "--out", root / "study", "--no-control", timeout=600)
     return root, suite, root / "study", res
 
 
@@ -112,9 +112,9 @@ def test_a_changed_scenario_is_measured_again(study, tmp_path):
 def test_dry_run_lists_runs_and_memory_without_running(tmp_path):
     res = tenancy("sweep", ROOT / "scenarios/cpu", "--dry-run", "--out", tmp_path / "s", timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "20 run(s), device cpu" in res.stdout
+    assert "21 run(s), device cpu" in res.stdout  # the suite's 20 and the A/A control
     assert "pair.tenants=bert+gpt2.sharing=timeslice" in res.stdout and "GiB" in res.stdout
-    assert "20 of 20 run(s) would run" in res.stderr
+    assert "control-aa." in res.stdout and "21 of 21 run(s) would run" in res.stderr
     assert not (tmp_path / "s").exists()
 
 
@@ -144,3 +144,23 @@ def test_bad_sources_are_one_line_errors(tmp_path):
     b = write_scenario(tmp_path / "b.yaml", name="same", **FAST, tenants=[tiny("b", "bert-base")])
     with pytest.raises(TenancyError, match=r"run name 'same' is also defined in .*a.yaml"):
         expand_all([str(a), str(b)])
+
+
+def test_a_study_starts_with_an_a_a_control(tmp_path):
+    """The control repeats the first run's first tenant alone in both phases, with its protocol;
+    `--no-control` leaves it out, and a suite that has a control of its own gets no second one."""
+    from tenancy.sweep import with_control
+
+    path = write_scenario(tmp_path / "p.yaml", name="p", **FAST, min_duration_s=1.5, tenants=[
+        tiny("bert", "bert-base", copies=2), tiny("gpt2", "distilgpt2")])
+    runs = with_control(expand_all([str(path)]))
+    control = runs[0].scenario
+    assert [r.name for r in runs] == ["control-aa.bert", "p"]
+    assert control.sharing == "timeslice" and len(control.instances()) == 1
+    assert control.tenants[0].model_dump() == {**runs[1].scenario.tenants[0].model_dump(), "copies": 1}
+    assert (control.iterations, control.min_duration_s, control.repeats) == (FAST["iterations"], 1.5, 1)
+    assert with_control(runs) == runs
+    res = tenancy("sweep", path, "--dry-run")
+    assert res.returncode == 0 and "control-aa.bert" in res.stdout + res.stderr
+    res = tenancy("sweep", path, "--dry-run", "--no-control")
+    assert "control-aa" not in res.stdout + res.stderr
