@@ -383,8 +383,8 @@ def timelines(runs: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
 
 def _timeline(run: dict[str, Any], out: Path) -> dict[str, Any]:
     gpu = run["gpu"]
-    fid = f"timeline-{run['name']}"
-    title = f"GPU timeline: {run['name']}"
+    fid = f"timeline-{run['id']}"
+    title = f"GPU timeline: {run['id']}"
     tcol = next((c for c in TIME_COLUMNS if c in gpu.columns), None)
     panels = [(c, lab) for c, lab in (
         (_first(gpu, ("gpu_util_pct", "gpu_util", "util_gpu", "sm_util")), "GPU utilisation (%)"),
@@ -425,7 +425,7 @@ def _timeline(run: dict[str, Any], out: Path) -> dict[str, Any]:
         lanes.set_title("measured windows per tenant (pale: solo phase, dark: shared phase)", fontsize="small",
                         loc="left")
         fig.tight_layout()
-        file = _save(fig, out, f"timeline-{_slug(run['name'])}.png")
+        file = _save(fig, out, f"timeline-{_slug(run['id'])}.png")
     return figure(fid, title, "NVML samples over the run; shaded: each tenant's measured span in the shared "
                   "phase (lanes below show every tenant's solo and shared spans).", file)
 
