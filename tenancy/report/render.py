@@ -24,6 +24,8 @@ figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{font-siz
 
 
 def _fmt(v: Any) -> str:
+    if v is None or v is pd.NA:
+        return ""
     if isinstance(v, (float, np.floating)):
         if not np.isfinite(v):
             return ""
