@@ -1,4 +1,4 @@
-"""`tenancy report`: load runs, compute the tables, draw the figures, write the pages."""
+"""`tenancy report`: load runs, compute the tables, write the findings and figures, write the pages."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,85 +7,136 @@ from typing import Any
 import click
 
 
-def build(paths: list[str], out: Path, compare: tuple[str, str] | None = None) -> dict[str, Any]:
-    """The whole report as plain data, figures already written under out/figures."""
-    import pandas as pd
+def analyse(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every table and the findings of one set of runs (plain data, no figures)."""
+    from tenancy.report import findings, stats
 
+    cells, slowdowns = stats.cell_tables(runs)
+    pairs = stats.pair_table(slowdowns, cells)
+    scaling = stats.scaling_table(cells, slowdowns, runs)
+    return {"tenants": stats.tenant_table(runs), "cells": cells, "slowdowns": slowdowns, "pairs": pairs,
+            "matrix": stats.pair_matrix_table(pairs), "scaling": scaling, "sharing": stats.sharing_table(cells),
+            "findings": findings.build(cells, slowdowns, scaling)}
+
+
+def build(paths: list[str], out: Path, compare: list[str] | None = None) -> dict[str, Any]:
+    """The whole report as plain data, figures already written under out/figures. With `compare`
+    (two or more inputs) it is a comparison of those inputs instead."""
     from tenancy import results
-    from tenancy.report import figures, load, stats
+    from tenancy.report import load
 
-    runs = load.load(paths) if paths else []
-    figdir = out / "figures"
-    notes: list[str] = []
-    figs: list[dict[str, Any]] = []
-    tenants = stats.tenant_table(runs)
-    coloc = stats.colocation_table(runs)
-    if runs:
-        bad = [r for r in runs if r["status"] != "complete"]
-        notes += [f"run {r['name']} ({r['path']}) has status {r['status']}; its data is shown as far as it goes"
-                  for r in bad]
-        notes += [r["gpu_error"] for r in runs if r.get("gpu_error")]
-        figs += figures.latency_distributions(stats.latency_samples(runs), figdir)
-        figs.append(figures.pair_matrix(stats.pair_table(tenants, runs), figdir))
-        figs.append(figures.colocation_metrics(coloc, figdir))
-        figs.append(figures.scaling_curves(stats.scaling_table(tenants, runs), figdir))
-        figs.append(figures.sharing_side_by_side(stats.sharing_table(coloc, runs), tenants, figdir))
-        figs += figures.timelines(runs, figdir)
-    inputs = list(paths)
     if compare:
-        a_runs, b_runs = load.load([compare[0]]), load.load([compare[1]])
-        la, lb = _label(compare[0], a_runs), _label(compare[1], b_runs)
-        if la == lb:
-            la, lb = f"A: {la}", f"B: {lb}"
-        cmp = stats.compare_table(stats.tenant_table(a_runs), stats.tenant_table(b_runs), la, lb)
-        figs.append(figures.comparison(cmp, la, lb, figdir))
-        inputs += [f"{compare[0]} (A)", f"{compare[1]} (B)"]
-        runs_for_env = runs + a_runs + b_runs
-    else:
-        runs_for_env = runs
-    notes += [f"{f['title']}: skipped, {f['note']}" for f in figs if not f.get("file")]
-    runs_table = pd.DataFrame([{**stats.run_meta(r), "shape": _shape(r)} for r in runs]) if runs else pd.DataFrame()
-    if not coloc.empty:
-        runs_table = runs_table.merge(coloc[["study", "name", "stp", "antt", "fairness"]], on=["study", "name"],
-                                      how="left")
-    title = "tenancy report: " + ", ".join(Path(p).name for p in (paths or list(compare or ())))
+        return _build_compare(compare, out)
+    runs = load.load(paths)
+    a = analyse(runs)
+    figs = _figures(runs, a, out / "figures")
+    notes = _notes(runs) + [f"{f['title']}: skipped, {f['note']}" for f in figs if not f.get("file")]
     return {
-        "title": title, "inputs": inputs, "generated": results.utc_now(),
-        "n_runs": len(runs), "environments": load.environments(runs_for_env), "runs": runs_table,
-        "figures": figs, "notes": notes,
-        "warnings": [(r["name"], w) for r in runs_for_env for w in r["warnings"]],
-        "tables": {"tenants": tenants, "colocation": coloc},
+        "title": "tenancy report: " + ", ".join(Path(p).name for p in paths), "inputs": list(paths),
+        "generated": results.utc_now(), "n_runs": len(runs), "environments": load.environments(runs),
+        "runs": _runs_table(runs), "findings": a["findings"], "figures": figs, "notes": notes,
+        "warnings": [(r["id"], w) for r in runs for w in r["warnings"]],
+        "tables": {"tenants": a["tenants"], "cells": a["cells"].drop(columns=["key"], errors="ignore"),
+                   "slowdowns": a["slowdowns"]},
     }
 
 
-def _label(path: str, runs: list[dict[str, Any]]) -> str:
-    """A short name for a compared input: its directory and the GPU (or CPU) it ran on."""
-    envs = {(r["manifest"].get("environment") or {}).get("gpus") and r["manifest"]["environment"]["gpus"][0].get("name")
-            or "CPU" for r in runs}
-    return f"{Path(path).name} ({', '.join(sorted(str(e) for e in envs))})"
+def _figures(runs: list[dict[str, Any]], a: dict[str, Any], figdir: Path) -> list[dict[str, Any]]:
+    from tenancy.report import figures, stats
+
+    figs = figures.latency_distributions(stats.latency_samples(runs), figdir)
+    figs.append(figures.pair_matrix(a["matrix"], figdir))
+    figs.append(figures.colocation_metrics(a["cells"], figdir))
+    figs.append(figures.scaling_curves(a["scaling"], figdir))
+    figs.append(figures.sharing_side_by_side(a["sharing"], figdir))
+    figs += figures.timelines(runs, figdir)
+    return figs
 
 
-def _shape(run: dict[str, Any]) -> str:
-    kinds = [k for k in ("pair", "group", "scaling") if run[f"is_{k}"]]
-    return "+".join(kinds) or ("solo" if not run["shared"] else "other")
+def _notes(runs: list[dict[str, Any]]) -> list[str]:
+    notes = [f"run {r['id']} has status {r['status']}; its data is shown as far as it goes"
+             for r in runs if r["status"] != "complete"]
+    old = [r["id"] for r in runs if not r["has_intervals"]]
+    if old:
+        notes.append(f"{len(old)} run director{'y' if len(old) == 1 else 'ies'} predate per-repeat results "
+                     f"(schema 1: no intervals, verdicts or noise floors): {', '.join(old[:5])}"
+                     + (" …" if len(old) > 5 else ""))
+    return notes + [r["gpu_error"] for r in runs if r.get("gpu_error")]
+
+
+def _build_compare(inputs: list[str], out: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    from tenancy import results
+    from tenancy.report import figures, findings, load, stats
+
+    loaded = [load.load([p]) for p in inputs]
+    labels = _labels(inputs, loaded)
+    analyses = [analyse(runs) for runs in loaded]
+    cmp = stats.compare_table([(lab, a["slowdowns"]) for lab, a in zip(labels, analyses)])
+    figs = [figures.comparison(cmp, labels, out / "figures")]
+    found = findings.compare(cmp, labels) + [{**f, "text": f"[{lab}] {f['text']}"}
+                                             for lab, a in zip(labels, analyses) for f in a["findings"]]
+    all_runs = [r for runs in loaded for r in runs]
+    return {
+        "title": "tenancy comparison: " + ", ".join(labels), "inputs": list(inputs),
+        "generated": results.utc_now(), "n_runs": len(all_runs), "environments": load.environments(all_runs),
+        "runs": _runs_table(all_runs), "findings": found, "figures": figs,
+        "notes": _notes(all_runs) + [f"{f['title']}: skipped, {f['note']}" for f in figs if not f.get("file")],
+        "warnings": [(r["id"], w) for r in all_runs for w in r["warnings"]],
+        "tables": {"slowdowns": pd.concat([a["slowdowns"].assign(input=lab) for lab, a in zip(labels, analyses)],
+                                          ignore_index=True)},
+    }
+
+
+def _labels(paths: list[str], loaded: list[list[dict[str, Any]]]) -> list[str]:
+    """A short, distinct name per compared input: its directory and the GPU (or CPU) it ran on."""
+    out = []
+    for p, runs in zip(paths, loaded):
+        envs = {((r["manifest"].get("environment") or {}).get("gpus") or [{}])[0].get("name") or "CPU" for r in runs}
+        out.append(f"{Path(p).name} ({', '.join(sorted(str(e) for e in envs))})")
+    if len(set(out)) < len(out):
+        out = [f"{chr(65 + i) if i < 26 else i}: {lab}" for i, lab in enumerate(out)]
+    return out
+
+
+def _runs_table(runs: list[dict[str, Any]]) -> Any:
+    import pandas as pd
+
+    from tenancy.report import stats
+
+    rows = []
+    for r in runs:
+        m = r["metrics"]
+        rows.append({**stats.run_meta(r), "kind": stats.kind(r) if r["shared"] else "solo", "schema": r["schema"],
+                     "n_repeats": m.get("n_repeats") or len(m.get("per_repeat") or []) or
+                     r["manifest"]["scenario"].get("repeats"), "ci_basis": m.get("ci_basis", "none"),
+                     "stp": stats.num(m.get("stp")), "antt": stats.num(m.get("antt")),
+                     "fairness": stats.num(m.get("fairness"))})
+    return pd.DataFrame(rows)
 
 
 @click.command()
 @click.argument("paths", nargs=-1, metavar="RUN_OR_STUDY_DIR...")
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Report directory (default <first input>/report).")
-@click.option("--compare", nargs=2, metavar="A B", help="Also compare two runs or studies side by side.")
-def report(paths: tuple[str, ...], out: str | None, compare: tuple[str, str] | None) -> None:
-    """Figures, tables, index.html and report.md from run or study directories (nothing is re-run)."""
+@click.option("--compare", multiple=True, metavar="STUDY",
+              help="Compare two or more runs or studies: `--compare A B C` (every input given is compared, the "
+                   "first is the reference) or `--compare A --compare B`.")
+def report(paths: tuple[str, ...], out: str | None, compare: tuple[str, ...]) -> None:
+    """Findings, figures, tables, index.html and report.md from run or study directories (nothing is re-run)."""
     from rich.console import Console
 
     from tenancy.errors import TenancyError
     from tenancy.report import render
 
-    if not paths and not compare:
-        raise TenancyError("give run or study directories, or --compare A B")
-    first = Path((paths or compare)[0])
-    out_dir = Path(out) if out else first / ("report" if paths else f"compare-{Path(compare[1]).name}")
-    rep = build(list(paths), out_dir, compare)
+    inputs = list(compare) + list(paths) if compare else list(paths)
+    if not inputs:
+        raise TenancyError("give run or study directories, or --compare A B [C ...]")
+    if compare and len(inputs) < 2:
+        raise TenancyError("--compare needs two or more runs or studies")
+    first = Path(inputs[0])
+    out_dir = Path(out) if out else first / ("report" if not compare else f"compare-{Path(inputs[-1]).name}")
+    rep = build([] if compare else inputs, out_dir, inputs if compare else None)
     written = render.write(rep, out_dir)
     console = Console(stderr=True)
     made = [f for f in rep["figures"] if f.get("file")]

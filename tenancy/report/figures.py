@@ -7,7 +7,6 @@ styles are applied per figure (context managers), never globally.
 """
 from __future__ import annotations
 
-import json
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,12 +15,14 @@ from typing import Any, Iterator
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.colors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from tenancy.report.load import CATEGORIES, model_order  # noqa: E402
+from tenancy.report.stats import BASIS_TEXT  # noqa: E402
 
 DPI = 150
 PALETTE = "colorblind"
@@ -56,6 +57,16 @@ def _colors(keys: list[str]) -> dict[str, Any]:
     return dict(zip(keys, sns.color_palette(PALETTE, max(len(keys), 1))))
 
 
+def intervals_caption(df: pd.DataFrame) -> str:
+    """What the intervals of a figure cover, from its rows' `basis` column."""
+    if df.empty or "basis" not in df:
+        return ""
+    counts = df.drop_duplicates([c for c in ("label", "sharing", "basis", "processes") if c in df])["basis"]
+    counts = counts.value_counts()
+    parts = [f"{BASIS_TEXT[b]} ({n} tenant set{'s' if n > 1 else ''})" for b, n in counts.items() if b in BASIS_TEXT]
+    return " Intervals: " + "; ".join(parts) + "." if parts else ""
+
+
 def _modes(df: pd.DataFrame) -> list[str]:
     order = ["timeslice", "mps", "streams"]
     present = list(dict.fromkeys(df["sharing"]))
@@ -86,6 +97,7 @@ def latency_distributions(samples: pd.DataFrame, out: Path) -> list[dict[str, An
             for ax, c in zip(axes.flat, configs):
                 d = data[data["config"] == c]
                 order = ["alone"] + sorted(set(d["context"]) - {"alone"}, key=lambda s: (s.count("+"), s))
+                n = d.groupby("context")["n"].first()
                 d = d.assign(where=np.where(d["context"] == "alone", "alone", "shared"))
                 sns.boxplot(data=d, x="context", y="latency_ms", hue="where", order=order, palette=colors,
                             hue_order=["alone", "shared"], ax=ax, fliersize=1.5, linewidth=0.9, legend=False,
@@ -93,6 +105,7 @@ def latency_distributions(samples: pd.DataFrame, out: Path) -> list[dict[str, An
                 ax.set_title(_config_title(c), fontsize="medium")
                 ax.set_xlabel("co-located with (tenant set)")
                 ax.set_ylabel("latency per iteration (ms)")
+                ax.set_xticks(range(len(order)), [f"{o} (n={n[o]})" for o in order])
                 ax.tick_params(axis="x", rotation=45)
                 for lab in ax.get_xticklabels():
                     lab.set_horizontalalignment("right")
@@ -107,9 +120,10 @@ def latency_distributions(samples: pd.DataFrame, out: Path) -> list[dict[str, An
             file = _save(fig, out, f"latency-{_slug(mode)}.png")
         figs.append(figure(f"latency-{mode}", f"{title} ({mode})",
                            f"In-window latency of each tenant's iterations: alone (the solo phases of the {mode} "
-                           f"runs, pooled) and in each co-located tenant set under {mode}. Boxes: quartiles; "
-                           "whiskers: 1.5 IQR; the axis stops just above the largest p99 (rarer stalls are "
-                           "not drawn).", file))
+                           f"runs, pooled over repeats and run directories) and in each co-located tenant set under {mode}; n is "
+                           "the number of in-window iterations behind each box. Boxes: quartiles; whiskers: 1.5 "
+                           "IQR; the axis stops just above the largest p99 (rarer stalls are not drawn). No "
+                           "interval is drawn: the spread is that of single iterations.", file))
     return figs
 
 
@@ -127,88 +141,135 @@ def _config_title(config: str) -> str:
 
 # --- pair interference matrix ----------------------------------------------------------------
 
-def pair_matrix(pairs: pd.DataFrame, out: Path) -> dict[str, Any]:
+def _diverging_norm(values: np.ndarray) -> matplotlib.colors.Normalize:
+    """Centred on 1 on a log scale, symmetric, so 1.25× and 0.8× get colours of equal strength."""
+    v = values[np.isfinite(values) & (values > 0)]
+    span = max(float(np.max(np.abs(np.log(v)))) if len(v) else 0.0, np.log(1.05))
+    return matplotlib.colors.LogNorm(vmin=np.exp(-span), vmax=np.exp(span))
+
+
+def pair_matrix(matrix: pd.DataFrame, out: Path) -> dict[str, Any]:
+    """Row model's slowdown next to the column model, per sharing mode, interval in every cell."""
     title = "Pair interference matrix"
-    if pairs.empty:
+    if matrix.empty:
         return figure("pairs", title, "", note="no runs of exactly two tenant processes: no pair matrix")
-    modes = _modes(pairs)
+    modes = _modes(matrix)
     zoo = model_order()
-    present = sorted(set(pairs["model"]) | set(pairs["with"]), key=lambda m: (zoo.index(m) if m in zoo else 99, m))
-    mean = pairs.groupby(["sharing", "model", "with"])["slowdown"].mean()
-    vmax = max(1.05, float(np.nanmax(pairs["slowdown"])))
+    present = sorted(set(matrix["model"]) | set(matrix["with"]), key=lambda m: (zoo.index(m) if m in zoo else 99, m))
+    norm = _diverging_norm(np.concatenate([matrix[c].to_numpy(dtype=float) for c in ("slowdown", "lo", "hi")]))
     n = len(present)
     with _style():
-        fig, axes = plt.subplots(1, len(modes), figsize=(1.0 * n * len(modes) + 2.5 * len(modes), 0.9 * n + 2),
+        fig, axes = plt.subplots(1, len(modes), figsize=(1.75 * n * len(modes) + 2.8 * len(modes), 1.25 * n + 2.2),
                                  squeeze=False)
         for ax, mode in zip(axes[0], modes):
-            grid = mean.loc[mode].unstack("with").reindex(index=present, columns=present)
-            annot = grid.map(lambda v: "" if pd.isna(v) else f"{v:.2f}×")
-            sns.heatmap(grid, ax=ax, annot=annot, fmt="", cmap="cividis", vmin=1.0, vmax=vmax, linewidths=0.5,
-                        linecolor="white", square=True, cbar_kws={"label": "slowdown (shared / alone latency)",
-                                                                   "shrink": 0.8})
-            ax.set_facecolor("#eeeeee")
+            m = matrix[matrix["sharing"] == mode].set_index(["model", "with"])
+            grid = m["slowdown"].unstack("with").reindex(index=present, columns=present).astype(float)
+            img = ax.imshow(np.ma.masked_invalid(grid.to_numpy()), cmap="RdBu_r", norm=norm)
+            ax.set_facecolor("#c8c8c8")
+            for i, row in enumerate(present):
+                for j, col in enumerate(present):
+                    if (row, col) not in m.index:
+                        ax.text(j, i, "not\nmeasured", ha="center", va="center", fontsize="x-small", color="#555555")
+                        continue
+                    c = m.loc[(row, col)]
+                    inc = c["includes_one"]
+                    if pd.isna(inc) or inc:  # no effect shown: hatch the cell, mark the value with ≈
+                        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
+                                                   edgecolor="#777777", lw=0))
+                    mark = "≈" if (not pd.isna(inc) and inc) else ""
+                    band = (f"[{c['lo']:.2f}, {c['hi']:.2f}]" if np.isfinite(c["lo"]) and np.isfinite(c["hi"])
+                            else "no interval")
+                    strong = abs(np.log(c["slowdown"])) > 0.6 * np.log(norm.vmax)
+                    ax.text(j, i, f"{mark}{c['slowdown']:.2f}×\n{band}", ha="center", va="center",
+                            fontsize="small", color="white" if strong else "black",
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.0 if strong else 0.55,
+                                  "lw": 0})
+            ax.set_xticks(range(n), present, rotation=35, ha="right")
+            ax.set_yticks(range(n), present)
             ax.grid(False)
-            ax.set_title(f"{mode}", fontsize="large")
+            ax.set_title(mode, fontsize="large")
             ax.set_ylabel("slowdown of this model")
             ax.set_xlabel("co-located with")
-            ax.tick_params(axis="x", rotation=35)
-            ax.tick_params(axis="y", rotation=0)
+            cb = fig.colorbar(img, ax=ax, shrink=0.8, label="slowdown (shared / alone latency)")
+            ticks: list[float] = []
+            for t in (1.0, 1.1, 0.9, 1.25, 0.8, 1.5, 0.67, 2, 0.5, 3, 0.33, 4, 0.25):  # spaced on the log axis
+                if norm.vmin <= t <= norm.vmax and all(abs(np.log(t / u)) > 0.12 * np.log(norm.vmax) for u in ticks):
+                    ticks.append(t)
+            ticks.sort()
+            cb.set_ticks(ticks, labels=[f"{t:g}×" for t in ticks])
+            cb.minorticks_off()
         fig.tight_layout()
         file = _save(fig, out, "pairs.png")
-    table = pairs.pivot_table(index=["sharing", "model"], columns="with", values="slowdown").reset_index()
-    return figure("pairs", title, "Mean latency of the row model when co-located with the column model, divided "
-                  "by its latency alone (1.00× = no interference). A model with itself is two copies of it. "
-                  "Grey cells: pair not measured.", file, table)
+    return figure("pairs", title, "Mean latency of the row model next to the column model, divided by its latency "
+                  "alone (1.00× = no interference; red: slower, blue: faster). Each cell prints its interval; "
+                  "hatched cells marked ≈ have an interval that includes 1 (hatched without ≈: no interval): "
+                  "no interference shown. A model with itself is two copies of it; where a cell holds two tenant "
+                  "copies (or one pair in two configurations) it shows their mean and an interval spanning all of "
+                  "theirs. Dark grey: pair not measured." + intervals_caption(matrix),
+                  file, matrix)
 
 
 # --- STP, ANTT, fairness per group ----------------------------------------------------------
 
-def colocation_metrics(coloc: pd.DataFrame, out: Path) -> dict[str, Any]:
+def colocation_metrics(cells: pd.DataFrame, out: Path) -> dict[str, Any]:
+    """STP, ANTT, Jain and min/max fairness of every group, per sharing mode, with intervals."""
     title = "System throughput, turnaround and fairness per group"
-    groups = coloc[coloc["kind"] == "group"] if not coloc.empty else coloc
+    groups = cells[cells["is_group"]] if not cells.empty else cells
     if groups.empty:
         return figure("groups", title, "", note="no group runs (three or more processes of two or more models)")
     groups = groups.assign(cat_order=groups["category"].map({c: i for i, c in enumerate(CATEGORIES)}))
     groups = groups.sort_values(["cat_order", "processes", "label"])
-    rows = list(dict.fromkeys(f"[{c}] {lab}" for c, lab in zip(groups["category"], groups["label"])))
     groups = groups.assign(row=[f"[{c}] {lab}" for c, lab in zip(groups["category"], groups["label"])])
+    rows = list(dict.fromkeys(groups["row"]))
     modes = _modes(groups)
     colors = _colors(modes)
     metrics = [("stp", "STP (sum of normalised progress)"), ("antt", "ANTT (mean slowdown)"),
-               ("fairness", "Jain fairness (1 = fair)")]
+               ("fairness", "Jain fairness (1/n … 1)"), ("min_max_fairness", "min/max fairness (0 … 1)")]
     h = 0.8 / len(modes)
     with _style():
-        fig, axes = plt.subplots(1, 3, figsize=(15, 1.0 + 0.32 * len(rows) * len(modes) + 0.6), sharey=True)
+        fig, axes = plt.subplots(1, 4, figsize=(19, 1.0 + 0.32 * len(rows) * len(modes) + 0.6), sharey=True)
         for ax, (m, label) in zip(axes, metrics):
             for j, mode in enumerate(modes):
                 g = groups[groups["sharing"] == mode].set_index("row")
                 y = np.array([rows.index(r) for r in g.index]) - 0.4 + h * (j + 0.5)
                 err = np.vstack([g[m] - g[f"{m}_lo"], g[f"{m}_hi"] - g[m]]).clip(min=0)
-                ax.barh(y, g[m], height=h * 0.9, color=colors[mode], label=mode,
+                left = (1.0 / g["n_tenants"]) if m == "fairness" else 0.0
+                ax.barh(y, g[m] - left, left=left, height=h * 0.9, color=colors[mode], label=mode,
                         xerr=np.nan_to_num(err), error_kw={"elinewidth": 1, "capsize": 2})
                 if m == "stp":
                     ax.scatter(g["n_tenants"], y, marker="|", color="black", s=60, zorder=3,
-                               label="ideal (n processes)" if j == 0 else None)
-            ax.axvline(1.0, color="grey", lw=1, ls="--")
+                               label="n tenants (no interference)" if j == 0 else None)
+                if m == "fairness":
+                    ax.scatter(1.0 / g["n_tenants"], y, marker="|", color="black", s=60, zorder=3,
+                               label=None)
+            if m in ("stp", "antt"):
+                ax.axvline(1.0, color="grey", lw=1, ls="--")
+            if m == "fairness":
+                ax.set_xlim(float((1.0 / groups["n_tenants"]).min()) - 0.02, 1.02)
+            if m == "min_max_fairness":
+                ax.set_xlim(0, 1.02)
             ax.set_xlabel(label)
             ax.set_yticks(range(len(rows)), rows)
-            ax.invert_yaxis() if ax is axes[0] else None
+        axes[0].invert_yaxis()
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.suptitle("per group and sharing mode, with 95% bootstrap intervals", fontsize="medium")
+        fig.suptitle("per group and sharing mode; Jain fairness bars start at each group's minimum 1/n (|)",
+                     fontsize="medium")
         fig.tight_layout()
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=len(labels), frameon=False)
         file = _save(fig, out, "groups.png")
-    cols = ["category", "label", "sharing", "processes", "stp", "stp_lo", "stp_hi", "antt", "antt_lo", "antt_hi",
-            "fairness", "fairness_lo", "fairness_hi"]
+    cols = ["category", "label", "sharing", "processes", "n_tenants"] + [
+        f"{m}{s}" for m, _ in metrics for s in ("", "_lo", "_hi")] + ["basis", "n_repeats", "runs"]
     return figure("groups", title, "STP = sum of normalised progress (1: no better than running one after "
-                  "another; n: no interference, marked |), ANTT = mean slowdown (1 = none), Jain fairness over "
-                  "normalised progress. Whiskers: 95% bootstrap intervals over the in-window samples.", file,
-                  groups[cols])
+                  "another; n tenants: no interference, marked |), ANTT = mean slowdown (1 = none), Jain fairness "
+                  "over normalised progress (1/n: one tenant gets everything, 1: equal), min/max fairness = "
+                  "slowest tenant's progress over the fastest's. Whiskers: 95% intervals." +
+                  intervals_caption(groups), file, groups[cols])
 
 
 # --- scaling ----------------------------------------------------------------------------------
 
 def scaling_curves(scal: pd.DataFrame, out: Path) -> dict[str, Any]:
+    """Per model: per-copy slowdown and aggregate throughput against copies, with a reachable ideal."""
     title = "Scaling with the number of processes"
     counts = scal.groupby("model")["processes"].nunique() if not scal.empty else pd.Series(dtype=int)
     if (counts < 2).all():
@@ -218,52 +279,57 @@ def scaling_curves(scal: pd.DataFrame, out: Path) -> dict[str, Any]:
     modes = _modes(scal)
     colors = _colors(modes)
     with _style():
-        fig, axes = plt.subplots(len(mdl), 2, figsize=(11, 3.6 * len(mdl)), squeeze=False)
+        fig, axes = plt.subplots(len(mdl), 2, figsize=(11, 3.8 * len(mdl)), squeeze=False)
         for row, model in zip(axes, mdl):
             d = scal[scal["model"] == model]
+            counts_m = np.sort(d["processes"].unique())
             for mode in modes:
                 g = d[d["sharing"] == mode].sort_values("processes")
-                m = g.groupby("processes").agg(lat=("latency_ms", "mean"), lo=("latency_min_ms", "min"),
-                                               hi=("latency_max_ms", "max"), tp=("throughput", "mean"))
-                row[0].plot(m.index, m["lat"], "-", color=colors[mode], label=mode)  # mean over runs
-                row[0].scatter(g["processes"], g["latency_ms"], color=colors[mode], s=18, zorder=3)  # each run
-                row[0].fill_between(m.index, m["lo"], m["hi"], color=colors[mode], alpha=0.2, lw=0)
-                row[1].plot(m.index, m["tp"], "-", color=colors[mode], label=mode)
-                row[1].scatter(g["processes"], g["throughput"], color=colors[mode], s=18, zorder=3)
-            counts = np.sort(d["processes"].unique())
-            # each run's own solo phase (same threads per tenant as its shared phase) is its baseline
-            base = d.groupby("processes").agg(lat=("solo_latency_ms", "mean"), tp=("solo_throughput", "mean"))
-            row[0].plot(base.index, base["lat"], ls="--", color="grey", lw=1, label="alone")
-            row[1].plot(base.index, base.index * base["tp"], ls="--", color="grey", lw=1, label="ideal (n × alone)")
-            row[0].set_ylabel("per-copy latency (ms)")
-            row[1].set_ylabel("aggregate throughput (sequences/s)")
+                if g.empty:
+                    continue
+                for ax, col in ((row[0], "slowdown"), (row[1], "stp")):
+                    err = np.nan_to_num(np.vstack([g[col] - g[f"{col}_lo"], g[f"{col}_hi"] - g[col]]).clip(min=0))
+                    ax.errorbar(g["processes"], g[col], yerr=err, fmt="o", color=colors[mode], capsize=3, ms=4)
+                    mean = g.groupby("processes")[col].mean()  # several tenant sets of one count: their mean
+                    ax.plot(mean.index, mean.to_numpy(), "-", color=colors[mode], lw=1.2, label=mode)
+                ideal = g.groupby("processes")["ideal_stp"].max()
+                row[1].plot(ideal.index, ideal.to_numpy(), ls="--", color=colors[mode], lw=1, alpha=0.8,
+                            label=f"reachable ideal, {mode}")
+            row[0].axhline(1.0, ls="--", color="grey", lw=1, label="alone")
+            row[0].set_ylabel("per-copy slowdown (× alone)")
+            row[1].set_ylabel("aggregate throughput (× one copy alone)")
             for ax in row:
                 ax.set_xscale("log", base=2)
-                ax.set_xticks(counts, [str(c) for c in counts])
+                ax.set_xticks(counts_m, [str(c) for c in counts_m])
+                ax.minorticks_off()
                 ax.set_xlabel("processes (copies of the model)")
                 ax.set_title(model, fontsize="medium")
                 ax.set_ylim(bottom=0)
-            row[0].legend(fontsize="small")
-            row[1].legend(fontsize="small")
+                ax.legend(fontsize="x-small")
         fig.tight_layout()
         file = _save(fig, out, "scaling.png")
-    return figure("scaling", title, "Mean latency per copy (band: fastest to slowest copy) and total sequences per "
-                  "second of all copies against the number of copies (dots: each run, line: their mean, e.g. a "
-                  "pair of one model and a scaling run of 2 copies); dashed: the runs' own solo phases, and n "
-                  "times their throughput alone (perfect scaling).", file, scal.drop(columns=["study"]))
+    why = "; ".join(sorted({f"{m}: at most {c:g} at once ({w})" for m, c, w in
+                            zip(scal["sharing"], scal["capacity"], scal["capacity_why"])}))
+    return figure("scaling", title, "Dots: each tenant set of N copies (a pair of one model's copies counts), "
+                  "line: their mean per count. Left: mean slowdown of the copies (ANTT). Right: aggregate "
+                  "throughput of all "
+                  "copies over one copy alone (= STP: the copies' normalised progress summed). Dashed: the ideal "
+                  "this machine could reach, min(copies, how many copies it can run at full speed at once): "
+                  f"{why}. Error bars: 95% intervals." + intervals_caption(scal), file, scal)
 
 
 # --- sharing modes side by side -----------------------------------------------------------------
 
-def sharing_side_by_side(sharing: pd.DataFrame, tenants: pd.DataFrame, out: Path) -> dict[str, Any]:
+def sharing_side_by_side(sharing: pd.DataFrame, out: Path) -> dict[str, Any]:
+    """STP of the same tenant sets under each mode against the base mode."""
     title = "Sharing modes side by side"
     if sharing.empty:
         return figure("sharing", title, "", note="no run was measured under two or more sharing modes")
     modes = _modes(sharing)
     base, others = modes[0], modes[1:]
-    wide = sharing.pivot_table(index=["study", "label", "kind"], columns="sharing",
-                               values=["stp", "stp_lo", "stp_hi"]).reset_index()
-    kinds = ["pair", "group", "scaling", "other"]
+    wide = (sharing.set_index(["key", "label", "kind", "sharing"])[["stp", "stp_lo", "stp_hi"]]
+            .unstack("sharing").reset_index())  # not pivot_table: it drops all-NaN interval columns
+    kinds = ["control", "pair", "group", "scaling", "other"]
     colors = _colors(kinds)
     with _style():
         fig, axes = plt.subplots(1, len(others), figsize=(6.2 * len(others), 5.6), squeeze=False)
@@ -290,9 +356,11 @@ def sharing_side_by_side(sharing: pd.DataFrame, tenants: pd.DataFrame, out: Path
             ax.legend(fontsize="small", title="run kind")
         fig.tight_layout()
         file = _save(fig, out, "sharing.png")
-    cols = ["category", "label", "kind", "sharing", "processes", "stp", "stp_lo", "stp_hi", "antt", "fairness"]
+    cols = ["category", "label", "kind", "sharing", "processes", "stp", "stp_lo", "stp_hi", "antt", "antt_lo",
+            "antt_hi", "fairness", "min_max_fairness", "basis", "n_repeats", "runs"]
     return figure("sharing", title, f"System throughput (STP) of the same tenant sets under each sharing mode "
-                  f"against {base}, with 95% bootstrap intervals on both axes.", file, sharing[cols])
+                  f"against {base}, with 95% intervals on both axes." + intervals_caption(sharing), file,
+                  sharing[cols])
 
 
 # --- GPU timeline -------------------------------------------------------------------------------
@@ -315,8 +383,8 @@ def timelines(runs: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
 
 def _timeline(run: dict[str, Any], out: Path) -> dict[str, Any]:
     gpu = run["gpu"]
-    fid = f"timeline-{run['name']}"
-    title = f"GPU timeline: {run['name']}"
+    fid = f"timeline-{run['id']}"
+    title = f"GPU timeline: {run['id']}"
     tcol = next((c for c in TIME_COLUMNS if c in gpu.columns), None)
     panels = [(c, lab) for c, lab in (
         (_first(gpu, ("gpu_util_pct", "gpu_util", "util_gpu", "sm_util")), "GPU utilisation (%)"),
@@ -357,7 +425,7 @@ def _timeline(run: dict[str, Any], out: Path) -> dict[str, Any]:
         lanes.set_title("measured windows per tenant (pale: solo phase, dark: shared phase)", fontsize="small",
                         loc="left")
         fig.tight_layout()
-        file = _save(fig, out, f"timeline-{_slug(run['name'])}.png")
+        file = _save(fig, out, f"timeline-{_slug(run['id'])}.png")
     return figure(fid, title, "NVML samples over the run; shaded: each tenant's measured span in the shared "
                   "phase (lanes below show every tenant's solo and shared spans).", file)
 
@@ -369,58 +437,45 @@ def _first(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
     return None
 
 
-# --- comparison of two studies ----------------------------------------------------------------
+# --- comparison of two or more studies ----------------------------------------------------------
 
-def comparison(cmp: pd.DataFrame, label_a: str, label_b: str, out: Path) -> dict[str, Any]:
-    title = f"Comparison: {label_a} against {label_b}"
+def comparison(cmp: pd.DataFrame, labels: list[str], out: Path) -> dict[str, Any]:
+    """Each input's slowdowns against the first input's, matched by scenario and tenant copy."""
+    first, others = labels[0], labels[1:]
+    title = f"Comparison: {', '.join(others)} against {first}"
     if cmp.empty:
-        return figure("compare", title, "", note="the two inputs have no run and tenant in common (matched by run name)")
-    sa, sb = f"slowdown [{label_a}]", f"slowdown [{label_b}]"
-    ma, mb = f"mean_ms [{label_a}]", f"mean_ms [{label_b}]"
-    shared = cmp[cmp["phase"] == "shared"].dropna(subset=[sa, sb])
+        return figure("compare", title, "", note="the inputs have no shared tenant in common with the first "
+                      "(matched by scenario name, tenant and copy)")
+    keys = ["name", "sharing", "tenant", "copy"]
+    base = cmp[cmp["input"] == first].set_index(keys)
     modes = list(dict.fromkeys(cmp["sharing"]))
     colors = _colors(modes)
     with _style():
-        fig, axes = plt.subplots(1, 2, figsize=(12, 5.4))
-        ax = axes[0]
-        for mode in modes:
-            g = cmp[cmp["sharing"] == mode]
-            ax.scatter(g[ma], g[mb], color=colors[mode], label=mode, s=22)
-        lim = [float(np.nanmin(cmp[[ma, mb]].to_numpy())) * 0.8, float(np.nanmax(cmp[[ma, mb]].to_numpy())) * 1.25]
-        ax.plot(lim, lim, "--", color="grey", lw=1, label="equal")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(f"mean latency, {label_a} (ms)")
-        ax.set_ylabel(f"mean latency, {label_b} (ms)")
-        ax.set_title("every tenant copy, solo and shared", fontsize="medium")
-        ax.legend(fontsize="small")
-        ax = axes[1]
-        if shared.empty:
-            ax.text(0.5, 0.5, "no shared tenants in common", ha="center", va="center", transform=ax.transAxes)
-        for mode in modes:
-            g = shared[shared["sharing"] == mode]
-            if g.empty:
+        fig, axes = plt.subplots(1, len(others), figsize=(6.0 * len(others), 5.4), squeeze=False)
+        for ax, other in zip(axes[0], others):
+            o = cmp[cmp["input"] == other].set_index(keys)
+            both = o.join(base, rsuffix="_0", how="inner")
+            if both.empty:
+                ax.text(0.5, 0.5, "no shared tenant in common", ha="center", va="center", transform=ax.transAxes)
                 continue
-            xerr = np.nan_to_num(np.vstack([g[sa] - g[f"slowdown_lo [{label_a}]"],
-                                            g[f"slowdown_hi [{label_a}]"] - g[sa]]).clip(min=0))
-            yerr = np.nan_to_num(np.vstack([g[sb] - g[f"slowdown_lo [{label_b}]"],
-                                            g[f"slowdown_hi [{label_b}]"] - g[sb]]).clip(min=0))
-            ax.errorbar(g[sa], g[sb], xerr=xerr, yerr=yerr, fmt="o", color=colors[mode], label=mode, capsize=2,
-                        elinewidth=0.8, ms=5)
-        if not shared.empty:
-            lo, hi = float(np.nanmin(shared[[sa, sb]].to_numpy())), float(np.nanmax(shared[[sa, sb]].to_numpy()))
+            for mode in modes:
+                g = both[both.index.get_level_values("sharing") == mode]
+                if g.empty:
+                    continue
+                xerr = np.nan_to_num(np.vstack([g["slowdown_0"] - g["lo_0"], g["hi_0"] - g["slowdown_0"]]).clip(min=0))
+                yerr = np.nan_to_num(np.vstack([g["slowdown"] - g["lo"], g["hi"] - g["slowdown"]]).clip(min=0))
+                ax.errorbar(g["slowdown_0"], g["slowdown"], xerr=xerr, yerr=yerr, fmt="o", color=colors[mode],
+                            label=mode, capsize=2, elinewidth=0.8, ms=5)
+            v = both[["slowdown", "slowdown_0"]].to_numpy(dtype=float)
+            lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
             ax.plot([lo * 0.95, hi * 1.05], [lo * 0.95, hi * 1.05], "--", color="grey", lw=1, label="equal")
+            ax.set_xlabel(f"slowdown, {first}")
+            ax.set_ylabel(f"slowdown, {other}")
+            ax.set_title(f"{other}\nagainst {first}", fontsize="medium")
             ax.legend(fontsize="small")
-        ax.set_xlabel(f"slowdown, {label_a}")
-        ax.set_ylabel(f"slowdown, {label_b}")
-        ax.set_title("shared tenants: slowdown against their own solo run", fontsize="medium")
         fig.tight_layout()
         file = _save(fig, out, "compare.png")
-    return figure("compare", title, f"Runs matched by name, tenants by name and copy. Left: mean latency "
-                  f"({label_b} against {label_a}, log scales). Right: slowdown with 95% bootstrap intervals; "
-                  "points above the line interfere more in the second input.", file, cmp)
-
-
-def records_json(figs: list[dict[str, Any]]) -> str:
-    """The figure list without tables, for the report's index."""
-    return json.dumps([{k: v for k, v in f.items() if k != "table"} for f in figs], indent=2)
+    return figure("compare", title, "Every shared tenant copy found in the first input and another, matched by "
+                  "scenario name, tenant and copy: its slowdown (shared / its own solo latency) in each input "
+                  "against the first; above the line it interferes more than in the first input. Error bars: 95% "
+                  "intervals." + intervals_caption(cmp), file, cmp)

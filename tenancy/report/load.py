@@ -1,9 +1,11 @@
 """Find and read run directories (directly, or inside study directories) into plain records.
 
 Reads the results contract only (manifest.json, samples.parquet, summary.csv, metrics.json, and
-gpu.parquet where a monitor wrote one); nothing is re-run. Each run also gets the labels the
-report groups by: its shape (solo, pair, group, scaling), its category (encoders only, decoders
-only, mixed) and a key that is the same for two runs that differ only in the sharing mode.
+gpu.parquet where a monitor wrote one); nothing is re-run. A run is identified by its directory,
+so two directories of one scenario are two runs (the report pools them as repeats). Each run also
+gets the labels the report groups by: its shape (solo, pair, group, scaling, control), its
+category (encoders only, decoders only, mixed), `key` (the same for two runs that differ only in
+the sharing mode) and `cell` (the same for two runs of the same work under the same mode).
 """
 from __future__ import annotations
 
@@ -15,12 +17,11 @@ import pandas as pd
 
 from tenancy import models, results
 from tenancy.errors import TenancyError
+from tenancy.monitor import GPU_FILE
 
-GPU_FILE = "gpu.parquet"
-STUDY_JSON = "study.json"
 CATEGORIES = ("encoders only", "decoders only", "mixed")
 _NOT_WORK = ("name", "description", "sharing", "mps_default_thread_percentage", "mps_exclusive_process",
-             "monitor_interval_ms")
+             "monitor_interval_ms", "repeats", "seed")  # how often / in which order is not what was measured
 
 
 def find_run_dirs(path: str | Path) -> list[Path]:
@@ -39,16 +40,19 @@ def find_run_dirs(path: str | Path) -> list[Path]:
 
 
 def load(paths: list[str | Path]) -> list[dict[str, Any]]:
-    """Every run under `paths`, each a plain dict (see `describe`)."""
-    runs = []
+    """Every run under `paths`, each a plain dict (see `describe`); a directory given twice counts once."""
+    runs, seen = [], set()
     for p in paths:
         study = Path(p)
         for d in find_run_dirs(study):
+            if d.resolve() in seen:
+                continue
+            seen.add(d.resolve())
             runs.append(describe(read(d), study.name if d != study else d.parent.name))
-    names = [(r["study"], r["name"]) for r in runs]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise TenancyError(f"run {dup[1]!r} appears twice in {dup[0]}; give each run once")
+    ids = [r["id"] for r in runs]
+    for r in runs:  # two directories with one name in different studies: keep the ids apart
+        if ids.count(r["id"]) > 1:
+            r["id"] = str(r["path"])
     return runs
 
 
@@ -85,16 +89,32 @@ def describe(run: dict[str, Any], study: str) -> dict[str, Any]:
     category = ("encoders only" if kinds == {"encoder"} else "decoders only" if kinds == {"decoder"} else "mixed")
     work = {k: v for k, v in sc.items() if k not in _NOT_WORK and k != "tenants"}
     work["tenants"] = [{k: v for k, v in t.items() if k != "mps"} for t in tenants]
+    work["threads_per_tenant"] = m.get("threads_per_tenant")
+    env = m.get("environment") or {}
+    work["machine"] = [env.get("host"), env.get("cpu"), env.get("cpu_count"),
+                       [g.get("name") for g in env.get("gpus") or [] if isinstance(g, dict)]]  # repeats: one machine
+    name = str(sc.get("name", run["path"].name))
+    metrics = run["metrics"] if isinstance(run["metrics"], dict) else {}
     run.update(
-        study=study, name=str(sc.get("name", run["path"].name)), status=m.get("status", "?"),
+        id=f"{study}/{run['path'].name}", study=study, name=name, status=m.get("status", "?"),
         sharing=sc.get("sharing", "?"), device=sc.get("device", "?"), processes=processes,
         label="+".join(f"{t['name']}x{t['copies']}" if t.get("copies", 1) > 1 else t["name"] for t in tenants),
         category=category, shared=bool(shared),
         is_pair=bool(shared and processes == 2),
         is_scaling=bool(shared and len(configs) == 1),
         is_group=bool(shared and processes >= 3 and len(configs) >= 2),
+        # A/A: one process whose shared phase is the same work alone again. A `control*` scenario
+        # of two tenants (a pair measured twice) is a pair: its effect is real, not "no effect".
+        is_control=bool(shared and processes == 1),
         key=json.dumps(work, sort_keys=True, default=str),
-        warnings=list(m.get("warnings") or []),
+        cell=json.dumps([sc.get("sharing", "?"), work], sort_keys=True, default=str),
+        schema=int(m.get("schema_version") or 1),
+        has_intervals="ci_basis" in metrics,
+        threads_per_tenant=m.get("threads_per_tenant"),
+        cpu_count=(m.get("environment") or {}).get("cpu_count"),
+        metrics=metrics,
+        warnings=list(m.get("warnings") or []) + [w for w in metrics.get("warnings") or []
+                                                  if w not in (m.get("warnings") or [])],
     )
     return run
 

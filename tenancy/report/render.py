@@ -18,11 +18,14 @@ h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;
 text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9em;color:#444}
-.note{color:#8a5300}.warn{color:#8a2a00;font-size:.9em}details{margin:.4em 0 1.2em}
+.findings li{margin:.25em 0}.finding{color:#111}.noeffect{color:#555}.control{color:#114a7a}
+.artefact{color:#8a2a00}.note{color:#8a5300}.warn{color:#8a2a00;font-size:.9em}details{margin:.4em 0 1.2em}
 """
 
 
 def _fmt(v: Any) -> str:
+    if v is None or v is pd.NA:
+        return ""
     if isinstance(v, (float, np.floating)):
         if not np.isfinite(v):
             return ""
@@ -73,12 +76,35 @@ def write(report: dict[str, Any], out: Path) -> dict[str, Path]:
     return paths
 
 
+def _by_section(findings: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for f in findings:
+        out.setdefault(f["section"], []).append(f)
+    return out
+
+
+def _findings_html(findings: list[dict[str, str]]) -> str:
+    parts = []
+    for sec, items in _by_section(findings).items():
+        lis = "".join(f"<li class='{f['kind'].replace(' ', '')}'>{html.escape(f['text'])}</li>" for f in items)
+        parts.append(f"<h3>{html.escape(sec)}</h3><ul>{lis}</ul>")
+    return "".join(parts) or "<p>None.</p>"
+
+
+def _findings_md(findings: list[dict[str, str]]) -> list[str]:
+    out = []
+    for sec, items in _by_section(findings).items():
+        out += [f"### {sec}", ""] + [f"- {f['text']}" for f in items] + [""]
+    return out or ["None.", ""]
+
+
 def _html(r: dict[str, Any]) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(r['title'])}</title>"
              f"<style>{_CSS}</style></head><body><h1>{e(r['title'])}</h1>",
              f"<p>Generated {e(r['generated'])} from {', '.join(f'<code>{e(p)}</code>' for p in r['inputs'])}: "
              f"{r['n_runs']} run(s). Every number comes from the run directories' results files.</p>"]
+    parts.append("<h2 id='findings'>Findings</h2><div class='findings'>" + _findings_html(r["findings"]) + "</div>")
     parts.append("<h2>Environment</h2>" + _table_html(pd.DataFrame(r["environments"])))
     parts.append("<h2>Runs</h2><details><summary>one row per run</summary>" + _table_html(r["runs"]) + "</details>")
     for f in r["figures"]:
@@ -91,8 +117,12 @@ def _html(r: dict[str, Any]) -> str:
         if f.get("table") is not None and not f["table"].empty:
             parts.append(f"<details><summary>table ({len(f['table'])} rows, <a href='{e(f['csv'])}'>CSV</a>)"
                          f"</summary>{_table_html(f['table'])}</details>")
-    parts.append("<h2>Per-tenant results</h2><details><summary>every tenant copy of every run (in-window samples)"
-                 "</summary>" + _table_html(r["tables"]["tenants"]) + "</details>")
+    if "cells" in r["tables"]:
+        parts.append("<h2>Tenant sets</h2><details><summary>one row per tenant set and sharing mode (run directories "
+                     "of the same work pooled as repeats)</summary>" + _table_html(r["tables"]["cells"]) + "</details>")
+    if "tenants" in r["tables"]:
+        parts.append("<h2>Per-tenant results</h2><details><summary>every tenant copy of every run directory "
+                     "(summary.csv as written)</summary>" + _table_html(r["tables"]["tenants"]) + "</details>")
     parts.append("<h2>Warnings and notes</h2>")
     items = [f"<li class='note'>{e(n)}</li>" for n in r["notes"]]
     items += [f"<li class='warn'><code>{e(run)}</code>: {e(w)}</li>" for run, w in r["warnings"]]
@@ -104,6 +134,7 @@ def _html(r: dict[str, Any]) -> str:
 def _md(r: dict[str, Any]) -> str:
     out = [f"# {r['title']}", "",
            f"Generated {r['generated']} from {', '.join(f'`{p}`' for p in r['inputs'])}: {r['n_runs']} run(s).", "",
+           "## Findings", "", *_findings_md(r["findings"]),
            "## Environment", "", _table_md(pd.DataFrame(r["environments"])), "",
            "## Runs", "", _table_md(r["runs"]), ""]
     for f in r["figures"]:

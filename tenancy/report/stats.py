@@ -1,219 +1,364 @@
-"""The report's numbers: tidy tables over runs, with bootstrap confidence intervals.
+"""The report's numbers: tidy tables over runs, taken from the runs' own results.
 
-Intervals come from `scipy.stats.bootstrap` over the in-window latency samples: each tenant's
-shared samples and its solo samples are resampled independently, and the statistic (a slowdown,
-or STP / ANTT / fairness of a run) is recomputed from the resampled means. Samples of one
-tenant are a time series, so an i.i.d. bootstrap is optimistic when they are autocorrelated;
-the intervals show the sampling noise of the means, not run-to-run variation.
+Nothing here re-derives a slowdown or an interval from samples: a run's per-tenant slowdowns,
+STP, ANTT and fairness with their intervals and verdicts are the ones its analysis wrote
+(summary.csv, metrics.json). The report adds one thing: run directories of the same work under the
+same sharing mode (a `cell`) are repeats of one measurement, so their per-repeat values are
+pooled and the interval is a Student-t interval across all of them (`tenancy.stats.t_interval`).
+Old run directories (schema 1, no per-repeat results) count as one repeat each and have no
+interval of their own. Every row says what its interval covers (`basis`).
 """
 from __future__ import annotations
 
-import warnings
-from typing import Any, Callable, Sequence
+import math
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from tenancy import stats as tstats
 
-LEVEL = 0.95
-N_RESAMPLES = 2000
+METRICS = ("stp", "antt", "fairness", "min_max_fairness")
 MAX_PLOT_SAMPLES = 3000  # per box in the distribution figures
+BASIS_TEXT = {
+    "repeats": "95% Student-t interval across the run's repeats",
+    "within-run": "95% moving-block bootstrap within each launch (launch-to-launch variation not included)",
+    "pooled": "95% Student-t interval across the repeats of all run directories of this work",
+    "none": "no interval (old run directory without per-repeat results)",
+}
 
 
-def bootstrap_ci(samples: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], level: float = LEVEL,
-                 n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
-    """(point, low, high) of a statistic of independent samples; `statistic(*arrays, axis)` is vectorised.
-
-    BCa first; the percentile interval when BCa is undefined (e.g. constant data).
-    """
-    data = tuple(np.asarray(s, dtype=float) for s in samples)
-    point = float(statistic(*data, axis=-1))
-    if any(len(d) < 2 for d in data):
-        return point, np.nan, np.nan
-    for method in ("BCa", "percentile"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = stats.bootstrap(data, statistic, n_resamples=n_resamples, vectorized=True, paired=False,
-                                  confidence_level=level, method=method, rng=np.random.default_rng(seed))
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-        if np.isfinite(lo) and np.isfinite(hi):
-            return point, lo, hi
-    return point, np.nan, np.nan
+def num(x: Any) -> float:
+    """A float from JSON/CSV (None, '' and junk become NaN)."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
 
 
-def mean_ci(x: np.ndarray, **kw) -> tuple[float, float, float]:
-    return bootstrap_ci([x], lambda a, axis: a.mean(axis=axis), **kw)
+def interval(v: Any) -> tuple[float, float]:
+    """[low, high] from metrics.json, NaNs when absent."""
+    if isinstance(v, (list, tuple)) and len(v) == 2:
+        return num(v[0]), num(v[1])
+    return math.nan, math.nan
 
 
-def slowdown_ci(shared: np.ndarray, solo: np.ndarray, **kw) -> tuple[float, float, float]:
-    """Shared mean over solo mean, the normalised latency NL."""
-    return bootstrap_ci([shared, solo], lambda s, a, axis: s.mean(axis=axis) / a.mean(axis=axis), **kw)
+def includes_one(lo: float, hi: float) -> Any:
+    """Whether [lo, hi] contains 1; NA when there is no interval."""
+    return pd.NA if not (np.isfinite(lo) and np.isfinite(hi)) else bool(lo <= 1.0 <= hi)
 
 
-def colocation_ci(shared: list[np.ndarray], solo: list[np.ndarray], solo_of: list[int],
-                  **kw) -> dict[str, tuple[float, float, float]]:
-    """STP, ANTT and Jain fairness of one shared launch, each with its interval.
-
-    `shared[i]` are tenant copy i's shared samples; `solo[solo_of[i]]` its config's solo samples.
-    """
-    n = len(shared)
-
-    def nl(*arrays, axis):
-        means = [a.mean(axis=axis) for a in arrays]
-        return np.stack([means[i] / means[n + solo_of[i]] for i in range(n)], axis=0)
-
-    def stp(*a, axis):
-        return (1.0 / nl(*a, axis=axis)).sum(axis=0)
-
-    def antt(*a, axis):
-        return nl(*a, axis=axis).mean(axis=0)
-
-    def fairness(*a, axis):
-        p = 1.0 / nl(*a, axis=axis)
-        return p.sum(axis=0) ** 2 / (n * (p ** 2).sum(axis=0))
-
-    data = list(shared) + list(solo)
-    return {name: bootstrap_ci(data, fn, **kw) for name, fn in
-            (("stp", stp), ("antt", antt), ("fairness", fairness))}
+def _run_basis(run: dict[str, Any]) -> str:
+    b = run["metrics"].get("ci_basis")
+    return b if b in ("repeats", "within-run") else "none"
 
 
-def _window(run: dict[str, Any]) -> pd.DataFrame:
-    s = run["samples"]
-    return s[s["in_window"].astype(bool)] if not s.empty else s
+def _n_repeats(run: dict[str, Any]) -> int:
+    m = run["metrics"]
+    if m.get("n_repeats"):
+        return int(m["n_repeats"])
+    if m.get("per_repeat"):
+        return len(m["per_repeat"])
+    return int(run["manifest"]["scenario"].get("repeats") or 1)
 
 
-def _solo_samples(run: dict[str, Any]) -> dict[str, np.ndarray]:
-    w = _window(run)
-    return {c: g["latency_ms"].to_numpy() for c, g in w[w["phase"] == "solo"].groupby("config")}
+def _shared_rows(run: dict[str, Any]) -> pd.DataFrame:
+    s = run["summary"]
+    return s[s["phase"] == "shared"] if not s.empty else s
 
+
+def _tenant_key(tenant: Any, copy: Any) -> str:
+    return f"{tenant}#{int(copy)}"
+
+
+# --- per run directory ------------------------------------------------------------------------
 
 def run_meta(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: run[k] for k in ("study", "name", "label", "sharing", "category", "processes", "status")}
+    return {k: run[k] for k in ("id", "study", "name", "label", "sharing", "category", "processes", "status")}
 
 
 def tenant_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (run, phase, tenant copy): the summary plus the slowdown's interval."""
+    """One row per (run directory, phase, tenant copy): its summary.csv row as written."""
     rows = []
     for r in runs:
         if r["summary"].empty:
             continue
-        solo = _solo_samples(r)
-        w = _window(r)
-        shared = {k: g["latency_ms"].to_numpy() for k, g in w[w["phase"] == "shared"].groupby(["tenant", "copy"])}
-        for s in r["summary"].itertuples():
-            lo = hi = np.nan
-            slow = getattr(s, "slowdown", np.nan)
-            if s.phase == "shared" and (s.tenant, s.copy) in shared and s.config in solo:
-                slow, lo, hi = slowdown_ci(shared[(s.tenant, s.copy)], solo[s.config])
-            rows.append({**run_meta(r), "phase": s.phase, "tenant": s.tenant, "copy": int(s.copy),
-                         "model": s.model, "config": s.config, "n": int(s.n), "mean_ms": s.mean_ms,
-                         "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "items_per_s": s.items_per_s,
-                         "slowdown": slow, "slowdown_lo": lo, "slowdown_hi": hi})
+        per_tenant = {_tenant_key(t.get("tenant"), t.get("copy", 0)): t for t in r["metrics"].get("per_tenant") or []}
+        for s in r["summary"].to_dict("records"):
+            shared = s.get("phase") == "shared"
+            lo, hi = num(s.get("slowdown_ci_low")), num(s.get("slowdown_ci_high"))
+            pt = per_tenant.get(_tenant_key(s["tenant"], s["copy"]), {})
+            if shared and not np.isfinite(lo):
+                lo, hi = interval(pt.get("slowdown_ci"))
+            verdict = s.get("verdict") if isinstance(s.get("verdict"), str) else pt.get("verdict")
+            rows.append({**run_meta(r), "phase": s["phase"], "tenant": s["tenant"], "copy": int(s["copy"]),
+                         "model": s.get("model"), "config": s.get("config"), "task": s.get("task"),
+                         "n": int(num(s.get("n")) or 0), "n_repeats": num(s.get("n_repeats")),
+                         "mean_ms": num(s.get("mean_ms")), "p50_ms": num(s.get("p50_ms")),
+                         "p90_ms": num(s.get("p90_ms")), "p99_ms": num(s.get("p99_ms")),
+                         "items_per_s": num(s.get("items_per_s")),
+                         "slowdown": num(s.get("slowdown")) if shared else math.nan,
+                         "slowdown_lo": lo if shared else math.nan, "slowdown_hi": hi if shared else math.nan,
+                         "verdict": (verdict or ("no interval" if np.isfinite(num(s.get("slowdown"))) else ""))
+                         if shared else "",
+                         "noise_floor": num(s.get("noise_floor")), "basis": _run_basis(r) if shared else ""})
     return pd.DataFrame(rows)
 
 
-def colocation_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run with a shared phase: STP, ANTT, fairness and their intervals."""
-    rows = []
+# --- cells: the same work under the same mode, one or more run directories --------------------
+
+def group_cells(runs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Runs with a shared phase grouped by cell (same work, same sharing mode), in input order."""
+    cells: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
-        if not r["shared"]:
-            continue
-        solo = _solo_samples(r)
-        w = _window(r)
-        groups = [(k, g) for k, g in w[w["phase"] == "shared"].groupby(["tenant", "copy"])]
-        configs = sorted(solo)
-        usable = [(k, g) for k, g in groups if g["config"].iloc[0] in solo]
-        if not usable:
-            continue
-        ci = colocation_ci([g["latency_ms"].to_numpy() for _, g in usable], [solo[c] for c in configs],
-                           [configs.index(g["config"].iloc[0]) for _, g in usable])
-        row = {**run_meta(r), "kind": _kind(r), "n_tenants": len(usable)}
-        for m, (p, lo, hi) in ci.items():
+        if r["shared"]:
+            cells.setdefault(r["cell"], []).append(r)
+    return list(cells.values())
+
+
+def _per_repeat_metric(run: dict[str, Any], metric: str) -> list[float]:
+    """The run's per-repeat values of a co-location metric; an old run's one value otherwise."""
+    m = run["metrics"]
+    reps = [num(p.get(metric)) for p in m.get("per_repeat") or []]
+    if reps and all(np.isfinite(reps)):
+        return reps
+    if np.isfinite(num(m.get(metric))):
+        return [num(m[metric])]
+    slow = [num(t.get("slowdown")) for t in m.get("per_tenant") or []]
+    if slow and all(np.isfinite(slow)) and all(v > 0 for v in slow):  # e.g. min/max fairness of a schema-1 run
+        return [tstats.colocation(slow)[metric]]
+    return []
+
+
+def _per_repeat_slowdowns(run: dict[str, Any]) -> dict[str, list[float]]:
+    """'tenant#copy' -> the run's per-repeat slowdowns (its summary slowdown once where absent)."""
+    out: dict[str, list[float]] = {}
+    for p in run["metrics"].get("per_repeat") or []:
+        for k, v in (p.get("slowdown") or {}).items():
+            if np.isfinite(num(v)):
+                out.setdefault(k, []).append(num(v))
+    for s in _shared_rows(run).to_dict("records"):
+        k = _tenant_key(s["tenant"], s["copy"])
+        if k not in out and np.isfinite(num(s.get("slowdown"))):
+            out[k] = [num(s["slowdown"])]
+    return out
+
+
+def _solo_means(run: dict[str, Any], tenant: str) -> list[float]:
+    """The tenant's solo mean per repeat (the run's own A/A), or its one solo mean."""
+    for n in run["metrics"].get("noise") or []:
+        if n.get("tenant") == tenant and n.get("solo_means_ms"):
+            return [num(x) for x in n["solo_means_ms"]]
+    s = run["summary"]
+    if s.empty:
+        return []
+    solo = s[(s["phase"] == "solo") & (s["tenant"] == tenant)]
+    return [num(v) for v in solo["mean_ms"]][:1]
+
+
+def _cell_basis(runs: list[dict[str, Any]]) -> str:
+    return "pooled" if len(runs) > 1 else _run_basis(runs[0])
+
+
+def ci_note(basis: str, n_repeats: int, n_runs: int) -> str:
+    """What an interval covers, in words."""
+    text = BASIS_TEXT[basis]
+    if basis == "pooled":
+        return f"{text} ({n_repeats} repeats in {n_runs} run directories)"
+    return f"{text} ({n_repeats} repeat{'s' if n_repeats != 1 else ''})"
+
+
+def _combine(runs: list[dict[str, Any]], single: tuple[float, float, float],
+             values: Iterable[list[float]]) -> tuple[float, float, float]:
+    """One run: its own (point, lo, hi). Several: t interval across all their repeats."""
+    if len(runs) == 1:
+        return single
+    return tstats.t_interval([v for vs in values for v in vs])
+
+
+def cell_tables(runs: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cells, slowdowns): one row per cell with STP/ANTT/fairness and intervals, and one row per
+    tenant copy of each cell with its slowdown, interval, verdict and whether the interval holds 1."""
+    cell_rows, slow_rows = [], []
+    for i, group in enumerate(group_cells(runs)):
+        first = group[0]
+        basis = _cell_basis(group)
+        n_rep = sum(_n_repeats(r) for r in group)
+        meta = {"cell": i, "name": first["name"], "label": first["label"], "sharing": first["sharing"],
+                "category": first["category"], "kind": kind(first), "processes": first["processes"],
+                "device": first["device"], "runs": ", ".join(r["id"] for r in group), "n_runs": len(group),
+                "n_repeats": n_rep, "basis": basis, "ci": ci_note(basis, n_rep, len(group))}
+        row = {**meta, "status": ", ".join(sorted({r["status"] for r in group})),
+               "n_tenants": int(num(first["metrics"].get("n_tenants")) or len(_shared_rows(first))),
+               **{f"is_{k}": first[f"is_{k}"] for k in ("pair", "group", "scaling", "control")},
+               "key": first["key"]}
+        for m in METRICS:
+            fm = first["metrics"]
+            single = (num(fm.get(m)), *interval(fm.get(f"{m}_ci")))
+            if not np.isfinite(single[0]):
+                vals = _per_repeat_metric(first, m)
+                single = (vals[0] if vals else math.nan, math.nan, math.nan)
+            p, lo, hi = _combine(group, single, (_per_repeat_metric(r, m) for r in group))
             row.update({m: p, f"{m}_lo": lo, f"{m}_hi": hi})
-        rows.append(row)
-    return pd.DataFrame(rows)
+        cell_rows.append(row)
+        per_run = [_per_repeat_slowdowns(r) for r in group]
+        for s in _shared_rows(first).to_dict("records"):
+            k = _tenant_key(s["tenant"], s["copy"])
+            lo, hi = num(s.get("slowdown_ci_low")), num(s.get("slowdown_ci_high"))
+            single = (num(s.get("slowdown")), lo, hi)
+            p, lo, hi = _combine(group, single, (pr.get(k, []) for pr in per_run))
+            floor = num(s.get("noise_floor"))
+            if len(group) > 1:
+                floor = tstats.noise_floor([v for r in group for v in _solo_means(r, s["tenant"])])
+                verdict = tstats.verdict(p, lo, hi, floor)
+            else:
+                verdict = s.get("verdict") if isinstance(s.get("verdict"), str) else ""
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                verdict = "no interval"
+            slow_rows.append({**meta, "tenant": s["tenant"], "copy": int(s["copy"]), "model": s.get("model"),
+                              "config": s.get("config"), "task": s.get("task"), "slowdown": p, "lo": lo, "hi": hi,
+                              "includes_one": includes_one(lo, hi), "verdict": verdict, "noise_floor": floor,
+                              "shared_mean_ms": num(s.get("mean_ms")), "items_per_s": num(s.get("items_per_s"))})
+    return pd.DataFrame(cell_rows), pd.DataFrame(slow_rows)
 
 
-def _kind(run: dict[str, Any]) -> str:
-    return "group" if run["is_group"] else "pair" if run["is_pair"] else "scaling" if run["is_scaling"] else "other"
+def kind(run: dict[str, Any]) -> str:
+    for k in ("control", "pair", "group", "scaling"):
+        if run[f"is_{k}"]:
+            return k
+    return "other"
 
 
-def pair_table(tenants: pd.DataFrame, runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """Slowdown of each model next to each other model, from runs of exactly two processes."""
-    pairs = {(r["study"], r["name"]) for r in runs if r["is_pair"]}
-    if tenants.empty or not pairs:
+# --- tables the figures and findings draw on ---------------------------------------------------
+
+def pair_table(slowdowns: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per tenant copy of a two-process cell: its slowdown next to the other model."""
+    if slowdowns.empty or cells.empty or not cells["is_pair"].any():
         return pd.DataFrame()
-    t = tenants[(tenants["phase"] == "shared")
-                & np.array([(s, n) in pairs for s, n in zip(tenants["study"], tenants["name"])], dtype=bool)]
+    pairs = set(cells.loc[cells["is_pair"], "cell"])
     rows = []
-    for (_, _), g in t.groupby(["study", "name"]):
+    for _, g in slowdowns[slowdowns["cell"].isin(pairs)].groupby("cell", sort=False):
         if len(g) != 2:
             continue
-        a, b = g.iloc[0], g.iloc[1]
-        for me, other in ((a, b), (b, a)):
-            rows.append({"study": me["study"], "sharing": me["sharing"], "model": me["model"],
-                         "with": other["model"], "slowdown": me["slowdown"], "lo": me["slowdown_lo"],
-                         "hi": me["slowdown_hi"], "run": me["name"]})
+        for me, other in ((g.iloc[0], g.iloc[1]), (g.iloc[1], g.iloc[0])):
+            rows.append({"sharing": me["sharing"], "model": me["model"], "with": other["model"],
+                         "copy": me["copy"], "slowdown": me["slowdown"], "lo": me["lo"], "hi": me["hi"],
+                         "includes_one": me["includes_one"], "verdict": me["verdict"], "pair": me["label"],
+                         "basis": me["basis"], "n_repeats": me["n_repeats"], "runs": me["runs"]})
     return pd.DataFrame(rows)
 
 
-def scaling_table(tenants: pd.DataFrame, runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """Per run of N copies of one model: per-copy latency and aggregate throughput against N."""
-    scal = {(r["study"], r["name"]) for r in runs if r["is_scaling"]}
-    if tenants.empty or not scal:
+def pair_matrix_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """One cell of the matrix per (sharing, model, with). Two copies of one model (or one pair
+    measured in two configurations): the mean slowdown, an interval spanning all their
+    intervals, `includes_one` when any of them holds 1, the verdict when they agree."""
+    if pairs.empty:
         return pd.DataFrame()
+
+    def agg(g: pd.DataFrame) -> pd.Series:
+        inc = g["includes_one"]
+        verdicts = set(g["verdict"])
+        return pd.Series({"slowdown": g["slowdown"].mean(), "lo": g["lo"].min(skipna=False),
+                          "hi": g["hi"].max(skipna=False),
+                          "includes_one": pd.NA if inc.isna().any() else bool(inc.astype(bool).any()),
+                          "verdict": verdicts.pop() if len(verdicts) == 1 else "mixed",
+                          "n_tenant_copies": len(g), "basis": ", ".join(sorted(set(g["basis"])))})
+
+    return (pairs.groupby(["sharing", "model", "with"], sort=False)[list(pairs.columns)]
+            .apply(agg).reset_index())
+
+
+def capacity(run: dict[str, Any], copies: int) -> tuple[float, str]:
+    """How many copies this machine can run at full speed at once, and why: the ceiling of the
+    scaling figure's ideal line. CPU: cores / threads per copy. GPU time-slicing: one context at
+    a time, more only where a copy alone left the GPU idle (100 / its solo utilisation, measured).
+    GPU MPS or streams: no ceiling is known, so every copy at full speed (an upper bound)."""
+    if run["device"] == "cpu" or str(run["device"]).startswith("cpu"):
+        cores, threads = num(run.get("cpu_count")), num(run.get("threads_per_tenant"))
+        if np.isfinite(cores) and np.isfinite(threads) and threads > 0:
+            lim = max(1.0, math.floor(cores / threads))
+            return lim, f"{cores:.0f} cores / {threads:.0f} thread(s) per copy"
+        return float(copies), "cores or threads unknown: every copy at full speed"
+    if run["sharing"] == "timeslice":
+        gpu = run["gpu"]
+        if not gpu.empty and {"phase", "gpu_util_pct"} <= set(gpu.columns):
+            util = pd.to_numeric(gpu.loc[gpu["phase"] == "solo", "gpu_util_pct"], errors="coerce").mean()
+            if np.isfinite(util) and util > 0:
+                return max(1.0, 100.0 / util), f"time-slicing; alone the GPU was busy {util:.0f}% of the time"
+        return 1.0, "time-slicing runs one context at a time"
+    return float(copies), f"{run['sharing']}: no known ceiling, every copy at full speed (upper bound)"
+
+
+def scaling_table(cells: pd.DataFrame, slowdowns: pd.DataFrame, runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per cell of N copies of one model: mean slowdown and STP (aggregate throughput over one
+    copy alone) with their intervals, throughput, and the ideal this machine could reach."""
+    if cells.empty or not cells["is_scaling"].any():
+        return pd.DataFrame()
+    by_id = {r["id"]: r for r in runs}
     rows = []
-    for (study, name), g in tenants.groupby(["study", "name"]):
-        if (study, name) not in scal:
-            continue
-        sh, so = g[g["phase"] == "shared"], g[g["phase"] == "solo"]
-        if sh.empty or so.empty:
-            continue
-        rows.append({"study": study, "run": name, "model": sh["model"].iloc[0], "sharing": sh["sharing"].iloc[0],
-                     "processes": len(sh), "latency_ms": sh["mean_ms"].mean(), "latency_min_ms": sh["mean_ms"].min(),
-                     "latency_max_ms": sh["mean_ms"].max(), "throughput": sh["items_per_s"].sum(),
-                     "solo_latency_ms": so["mean_ms"].iloc[0], "solo_throughput": so["items_per_s"].iloc[0]})
-    return pd.DataFrame(rows).sort_values(["model", "sharing", "processes"]) if rows else pd.DataFrame()
+    for c in cells[cells["is_scaling"]].to_dict("records"):
+        run = by_id[c["runs"].split(", ")[0]]
+        s = run["summary"]
+        solo = s[s["phase"] == "solo"]
+        sl = slowdowns[slowdowns["cell"] == c["cell"]]
+        lim, why = capacity(run, c["processes"])
+        solo_tp = num(solo["items_per_s"].iloc[0]) if not solo.empty else math.nan
+        rows.append({"model": sl["model"].iloc[0] if not sl.empty else run["label"], "sharing": c["sharing"],
+                     "processes": c["processes"], "label": c["label"], "slowdown": c["antt"],
+                     "slowdown_lo": c["antt_lo"], "slowdown_hi": c["antt_hi"], "stp": c["stp"],
+                     "stp_lo": c["stp_lo"], "stp_hi": c["stp_hi"], "throughput": sl["items_per_s"].sum(),
+                     "solo_throughput": solo_tp, "ideal_stp": min(c["processes"], lim), "capacity": lim,
+                     "capacity_why": why, "basis": c["basis"], "n_repeats": c["n_repeats"], "runs": c["runs"]})
+    return pd.DataFrame(rows).sort_values(["model", "sharing", "processes"]).reset_index(drop=True)
 
 
-def sharing_table(coloc: pd.DataFrame, runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """Runs that differ only in the sharing mode, one row per (run key, mode) for keys with two or more."""
-    if coloc.empty:
+def sharing_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells of the same work under two or more sharing modes, one row per (work, mode)."""
+    if cells.empty:
         return pd.DataFrame()
-    key = {(r["study"], r["name"]): r["key"] for r in runs}
-    c = coloc.assign(key=[key[(s, n)] for s, n in zip(coloc["study"], coloc["name"])])
-    multi = c.groupby(["study", "key"])["sharing"].transform("nunique") >= 2
-    return c[multi].drop(columns="key").sort_values(["category", "label", "sharing"])
+    multi = cells.groupby("key")["sharing"].transform("nunique") >= 2
+    return cells[multi].sort_values(["category", "label", "sharing"]).reset_index(drop=True)
 
 
 def latency_samples(runs: list[dict[str, Any]], seed: int = 0) -> pd.DataFrame:
     """In-window samples for the distribution figures: solo samples as `alone`, shared samples
-    labelled by the run's tenant set; at most MAX_PLOT_SAMPLES per box."""
+    labelled by the run's tenant set; `n` is every box's full count (at most MAX_PLOT_SAMPLES
+    per box are kept for drawing)."""
     frames = []
     for r in runs:
-        w = _window(r)
+        s = r["samples"]
+        w = s[s["in_window"].astype(bool)] if not s.empty else s
         if w.empty:
             continue
         w = w[["phase", "tenant", "copy", "model", "config", "latency_ms"]].copy()
-        w["context"] = np.where(w["phase"] == "solo", "alone", r["label"])
+        shared_as = f"{r['label']} again (A/A)" if r["is_control"] else r["label"]
+        w["context"] = np.where(w["phase"] == "solo", "alone", shared_as)
         w["sharing"] = r["sharing"]  # also on the solo rows: the mode of the run they are the baseline of
         w["study"] = r["study"]
         frames.append(w)
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
+    by = ["study", "sharing", "config", "context"]
+    df["n"] = df.groupby(by)["latency_ms"].transform("size")
     shuffled = df.sample(frac=1.0, random_state=seed)
-    return shuffled.groupby(["study", "sharing", "config", "context"]).head(MAX_PLOT_SAMPLES).sort_index()
+    return shuffled.groupby(by).head(MAX_PLOT_SAMPLES).sort_index()
 
 
-def compare_table(a: pd.DataFrame, b: pd.DataFrame, label_a: str, label_b: str) -> pd.DataFrame:
-    """Runs and tenant copies present in both tenant tables, side by side (matched by run name)."""
-    keys = ["name", "phase", "tenant", "copy"]
-    cols = keys + ["model", "sharing", "mean_ms", "slowdown", "slowdown_lo", "slowdown_hi"]
-    if a.empty or b.empty:
+def compare_table(inputs: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Shared tenant copies present in the first input and at least one other, long format: one
+    row per (input, scenario, tenant copy), with the slowdown ratio to the first input."""
+    frames = [s.assign(input=label) for label, s in inputs if not s.empty]
+    if len(frames) < 2 or inputs[0][1].empty:
         return pd.DataFrame()
-    m = a[cols].merge(b[cols].drop(columns=["model", "sharing"]), on=keys, suffixes=(f" [{label_a}]", f" [{label_b}]"))
-    m["latency ratio B/A"] = m[f"mean_ms [{label_b}]"] / m[f"mean_ms [{label_a}]"]
-    return m
-
+    keys = ["name", "sharing", "tenant", "copy"]
+    cols = ["input", *keys, "model", "label", "slowdown", "lo", "hi", "verdict", "basis", "n_repeats",
+            "shared_mean_ms"]
+    long = pd.concat(frames, ignore_index=True)[cols]
+    base = (long[long["input"] == inputs[0][0]][[*keys, "slowdown", "shared_mean_ms"]].drop_duplicates(keys)
+            .rename(columns={"slowdown": "_s0", "shared_mean_ms": "_m0"}))
+    long = long.merge(base, on=keys)
+    long = long[long.groupby(keys)["input"].transform("nunique") >= 2]
+    long["slowdown / first input"] = long["slowdown"] / long["_s0"]
+    long["shared latency / first input"] = long["shared_mean_ms"] / long["_m0"]
+    return long.drop(columns=["_s0", "_m0"]).reset_index(drop=True)
