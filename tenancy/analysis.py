@@ -115,8 +115,8 @@ def noise(samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["tenant", "config", "solo_means_ms", "cv", "noise_floor"])
 
 
-def _launch(win: pd.DataFrame, keys: list[tuple[str, int]]) -> stats.Launch | None:
-    parts = [win[(win["tenant"] == t) & (win["copy"] == c)] for t, c in keys]
+def _launch(parts: list[pd.DataFrame]) -> stats.Launch | None:
+    """The in-window samples of one launch's tenants, for the block bootstrap (None if one is empty)."""
     if any(p.empty for p in parts):
         return None
     return stats.Launch([p["start_ns"].to_numpy(dtype=float) for p in parts],
@@ -126,18 +126,15 @@ def _launch(win: pd.DataFrame, keys: list[tuple[str, int]]) -> stats.Launch | No
 def _within_run(samples: pd.DataFrame, tenants: list[tuple[str, int]], statistic, seed: int) -> tuple[float, float]:
     """Block-bootstrap interval of `statistic` ([tenants, R] slowdowns -> [R]) over the repeats."""
     win = samples[samples["in_window"]]
-    configs = samples[samples["phase"] == "shared"].groupby(["tenant", "copy"])["config"].first()
+    config_of = samples[samples["phase"] == "shared"].groupby(["tenant", "copy"])["config"].first()
+    configs = list(dict.fromkeys(config_of[k] for k in tenants))
     repeats = []
-    for r, g in win.groupby("repeat"):
-        shared = _launch(g[g["phase"] == "shared"], tenants)
-        solo_g = g[g["phase"] == "solo"]
-        wanted = [configs[k] for k in tenants]
-        order = list(dict.fromkeys(wanted))
-        solos = [_launch(solo_g[solo_g["config"] == c], [tuple(solo_g[solo_g["config"] == c][["tenant", "copy"]].iloc[0])])
-                 if (solo_g["config"] == c).any() else None for c in order]
-        if shared is None or any(s is None for s in solos):
-            continue
-        repeats.append((shared, solos, [order.index(c) for c in wanted]))
+    for _, g in win.groupby("repeat"):
+        sh = g[g["phase"] == "shared"]
+        shared = _launch([sh[(sh["tenant"] == t) & (sh["copy"] == c)] for t, c in tenants])
+        solos = [_launch([g[(g["phase"] == "solo") & (g["config"] == c)]]) for c in configs]
+        if shared is not None and all(solos):
+            repeats.append((shared, solos, [configs.index(config_of[k]) for k in tenants]))
     if not repeats:
         return math.nan, math.nan
     return stats.bootstrap_repeats(repeats, statistic, seed=seed)
