@@ -140,12 +140,11 @@ def _within_run(samples: pd.DataFrame, tenants: list[tuple[str, int]], statistic
     return stats.bootstrap_repeats(repeats, statistic, seed=seed)
 
 
-def _interval(values: Iterable[float], fallback) -> tuple[float, float, float, str]:
+def _interval(metric: str, values: Iterable[float], fallback) -> tuple[float, float, float, str]:
     """(point, low, high, basis): across repeats with enough of them, else the fallback's."""
     vals = [v for v in values if np.isfinite(v)]
-    point = float(np.mean(vals)) if vals else math.nan
+    point, lo, hi = stats.interval(metric, vals) if vals else (math.nan, math.nan, math.nan)
     if len(vals) >= stats.MIN_REPEATS_FOR_T:
-        _, lo, hi = stats.t_interval(vals)
         return point, lo, hi, "repeats"
     lo, hi = fallback() if vals else (math.nan, math.nan)
     return point, lo, hi, "within-run"
@@ -171,7 +170,8 @@ def analyze(samples: pd.DataFrame, orders: dict[int, str] | None = None, seed: i
     tenants = list(dict.fromkeys(zip(reps["tenant"], reps["copy"])))
     for i, (t, c) in enumerate(tenants):
         r = reps[(reps["tenant"] == t) & (reps["copy"] == c)]
-        point, lo, hi, basis = _interval(r["slowdown"], lambda: _within_run(samples, [(t, c)], lambda nl: nl[0], seed + i))
+        point, lo, hi, basis = _interval("slowdown", r["slowdown"],
+                                         lambda: _within_run(samples, [(t, c)], lambda nl: nl[0], seed + i))
         floor = floor_of.get(r["config"].iloc[0], 0.0)
         per_tenant.append({"tenant": t, "copy": int(c), "task": r["task"].iloc[0], "slowdown": point,
                            "slowdown_ci": [lo, hi], "verdict": stats.verdict(point, lo, hi, floor),
@@ -225,7 +225,7 @@ def colocation_metrics(samples: pd.DataFrame, reps: pd.DataFrame, orders: dict[i
     out.update(n_tenants=len(tenants), n_repeats=len(complete))
     for name in ("stp", "antt", "fairness", "min_max_fairness"):
         point, lo, hi, basis = _interval(
-            [p[name] for p in complete],
+            name, [p[name] for p in complete],
             lambda name=name: _within_run(samples, tenants, lambda nl: stats.colocation_arrays(nl)[name], seed))
         out[name], out[f"{name}_ci"] = point, [lo, hi]
         out["ci_basis"], out["ci_method"] = basis, CI_METHODS[basis]

@@ -7,7 +7,8 @@ min NP / max NP.
 
 Intervals. The unit of replication is a repeat (a fresh launch of the solo and shared phases):
 with three or more repeats a headline figure is the mean of its per-repeat values with a
-Student-t interval across repeats. With fewer, the only variation to go on is within a launch,
+Student-t interval across repeats (for a slowdown, a ratio, both on the log scale: the geometric
+mean). With fewer, the only variation to go on is within a launch,
 so a moving-block bootstrap resamples time blocks of each launch (jointly for all tenants of a
 shared launch, so their contention stays paired), recomputes every repeat's figure, and averages
 over repeats; that interval ignores launch-to-launch variation and says so (`ci_basis`).
@@ -51,6 +52,28 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, fl
         return mean, math.nan, math.nan
     half = float(sps.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return mean, mean - half, mean + half
+
+
+def ratio_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """(geometric mean, low, high) of ratios such as slowdowns: the t interval of their logarithms,
+    mapped back. A ratio's spread is multiplicative, and its interval then never crosses 0."""
+    x = [v for v in values if v is not None and np.isfinite(v) and v > 0]
+    mean, lo, hi = t_interval(np.log(x), level) if x else (math.nan, math.nan, math.nan)
+    return math.exp(mean), math.exp(lo), math.exp(hi)
+
+
+RANGES = {"stp": (0.0, math.inf), "antt": (0.0, math.inf), "fairness": (0.0, 1.0), "min_max_fairness": (0.0, 1.0)}
+
+
+def interval(metric: str, values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """(point, low, high) across repeats: a slowdown's geometric mean with its log-scale interval;
+    a co-location metric's mean with its t interval, cut to the metric's range (STP and ANTT are
+    positive, fairness at most 1)."""
+    if metric == "slowdown":
+        return ratio_interval(values, level)
+    mean, lo, hi = t_interval(values, level)
+    bottom, top = RANGES[metric]
+    return mean, max(lo, bottom) if np.isfinite(lo) else lo, min(hi, top) if np.isfinite(hi) else hi
 
 
 @dataclass

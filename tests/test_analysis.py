@@ -116,8 +116,10 @@ def test_headline_is_the_mean_over_repeats_with_a_t_interval_across_them():
     assert [p["order"] for p in m["per_repeat"]] == ["solo-first", "shared-first", "solo-first"]
     assert [p["stp"] for p in m["per_repeat"]] == pytest.approx(stp)
     a = summary[(summary.phase == "shared") & (summary.tenant == "a")].iloc[0]
-    assert a["slowdown"] == pytest.approx(1.2)
-    assert (a["slowdown_ci_low"], a["slowdown_ci_high"]) == pytest.approx(stats.t_interval([1.18, 1.22, 1.2])[1:])
+    # a slowdown is a ratio: geometric mean, interval on the log scale
+    logs = np.log([1.18, 1.22, 1.2])
+    assert a["slowdown"] == pytest.approx(np.exp(logs.mean()))
+    assert (a["slowdown_ci_low"], a["slowdown_ci_high"]) == pytest.approx(np.exp(stats.t_interval(logs)[1:]))
     assert a["verdict"] == "slower" and a["n_repeats"] == 3
     assert m["min_max_fairness"] == pytest.approx(np.mean([(1 / s["b"]) / (1 / s["a"]) for s in sd]))
 

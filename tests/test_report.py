@@ -149,7 +149,7 @@ def test_runs_of_one_scenario_in_two_directories_pool_their_repeats(tmp_path):
     assert c["basis"] == "pooled" and c["n_runs"] == 3 and c["n_repeats"] == 6 and "6 repeats in 3 run" in c["ci"]
     bert = slow[slow["tenant"] == "bert"].iloc[0]
     values = first["bert#0"] + second["bert#0"] * 2
-    assert (bert["slowdown"], bert["lo"], bert["hi"]) == pytest.approx(tstats.t_interval(values))
+    assert (bert["slowdown"], bert["lo"], bert["hi"]) == pytest.approx(tstats.interval("slowdown", values))
     assert bert["verdict"] == "slower"
     stp = [tstats.colocation([b, g])["stp"] for run in (first, second, second)
            for b, g in zip(run["bert#0"], run["gpt2#0"])]

@@ -96,3 +96,14 @@ def test_percentiles_need_ten_samples_beyond_them():
     assert p50 == pytest.approx(499) and p90 == pytest.approx(np.percentile(x, 90)) and math.isnan(p99)
     assert not math.isnan(stats.percentiles(np.arange(1000.0), (99,))[0])
     assert all(math.isnan(v) for v in stats.percentiles(np.arange(19.0), (50, 90, 99)))
+
+
+def test_slowdown_intervals_are_on_the_log_scale_and_metrics_stay_in_range():
+    """Widely spread slowdowns: a plain t interval would go below 0; the log-scale one cannot,
+    and it is symmetric in ratio terms. STP and fairness intervals are cut to their range."""
+    x = [0.5, 1.0, 4.0]
+    g, lo, hi = stats.interval("slowdown", x)
+    assert g == pytest.approx(np.exp(np.mean(np.log(x)))) and lo > 0 and g / lo == pytest.approx(hi / g)
+    assert stats.t_interval(x)[1] < 0
+    assert stats.interval("stp", [0.1, 1.9, 0.2])[1] == 0.0
+    assert stats.interval("fairness", [0.7, 1.0, 0.99])[2] == 1.0

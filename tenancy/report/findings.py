@@ -141,7 +141,8 @@ def _pair_item(sec: str, lead: str, c: dict[str, Any], t: pd.DataFrame, e: str) 
 
 
 def _agg(values: pd.Series) -> tuple[float, float, float, int]:
-    m, lo, hi = tstats.t_interval(values.tolist())
+    """Mean slowdowns of tenant sets, aggregated as ratios (geometric mean, log-scale t interval)."""
+    m, lo, hi = tstats.ratio_interval(values.tolist())
     return m, lo, hi, int(values.notna().sum())
 
 
@@ -158,7 +159,7 @@ def _categories(cells: pd.DataFrame) -> list[dict[str, str]]:
             a, b = _agg(mixed), _agg(same)
             text = (f"{noun.capitalize()} under {mode}: mixed encoder+decoder mean slowdown "
                     f"{ci(*a[:3], '×')} over {a[3]}, same-kind {ci(*b[:3], '×')} over {b[3]} "
-                    f"(Student-t across tenant sets, each set's mean slowdown one value)")
+                    f"(geometric mean, Student-t on the log scale across tenant sets, each set's mean slowdown one value)")
             if not all(np.isfinite([a[1], a[2], b[1], b[2]])):
                 out.append(_item(sec, "note", text + "; too few sets for an interval: no comparison."))
             elif a[2] < b[1] or b[2] < a[1]:
@@ -272,11 +273,11 @@ def compare(cmp: pd.DataFrame, labels: list[str]) -> list[dict[str, str]]:
         if both.empty:
             out.append(_item(sec, "note", f"{other}: no shared tenant copy in common with {labels[0]}."))
             continue
-        m, lo, hi = tstats.t_interval(both["slowdown / first input"].tolist())
+        m, lo, hi = tstats.ratio_interval(both["slowdown / first input"].tolist())
         more = int((both["lo"] > both["hi_0"]).sum())
         less = int((both["hi"] < both["lo_0"]).sum())
         text = (f"{other} against {labels[0]}, {len(both)} tenant copies in common: slowdown ratio "
-                f"{ci(m, lo, hi, '×')} (Student-t across tenant copies); interval entirely above the first "
+                f"{ci(m, lo, hi, '×')} (geometric mean, Student-t on the log scale across tenant copies); interval entirely above the first "
                 f"input's for {more}, below for {less}")
         kind = "finding" if np.isfinite(lo) and (lo > 1 or hi < 1) else "no effect"
         out.append(_item(sec, kind, text + ("." if kind == "finding" else ": no overall difference shown.")))

@@ -4,7 +4,7 @@ Nothing here re-derives a slowdown or an interval from samples: a run's per-tena
 STP, ANTT and fairness with their intervals and verdicts are the ones its analysis wrote
 (summary.csv, metrics.json). The report adds one thing: run directories of the same work under the
 same sharing mode (a `cell`) are repeats of one measurement, so their per-repeat values are
-pooled and the interval is a Student-t interval across all of them (`tenancy.stats.t_interval`).
+pooled and the interval is the one across all of them (`tenancy.stats.interval`).
 Old run directories (schema 1, no per-repeat results) count as one repeat each and have no
 interval of their own. Every row says what its interval covers (`basis`).
 """
@@ -21,9 +21,9 @@ from tenancy import stats as tstats
 METRICS = ("stp", "antt", "fairness", "min_max_fairness")
 MAX_PLOT_SAMPLES = 3000  # per box in the distribution figures
 BASIS_TEXT = {
-    "repeats": "95% Student-t interval across the run's repeats",
+    "repeats": "95% Student-t interval across the run's repeats (slowdowns on the log scale)",
     "within-run": "95% moving-block bootstrap within each launch (launch-to-launch variation not included)",
-    "pooled": "95% Student-t interval across the repeats of all run directories of this work",
+    "pooled": "95% Student-t interval across the repeats of all run directories of this work (slowdowns on the log scale)",
     "none": "no interval (old run directory without per-repeat results)",
 }
 
@@ -168,12 +168,13 @@ def ci_note(basis: str, n_repeats: int, n_runs: int) -> str:
     return f"{text} ({n_repeats} repeat{'s' if n_repeats != 1 else ''})"
 
 
-def _combine(runs: list[dict[str, Any]], single: tuple[float, float, float],
+def _combine(metric: str, runs: list[dict[str, Any]], single: tuple[float, float, float],
              values: Iterable[list[float]]) -> tuple[float, float, float]:
-    """One run: its own (point, lo, hi). Several: t interval across all their repeats."""
+    """One run: its own (point, lo, hi). Several: the interval across all their repeats, by the
+    run analysis's own rule (`tenancy.stats.interval`)."""
     if len(runs) == 1:
         return single
-    return tstats.t_interval([v for vs in values for v in vs])
+    return tstats.interval(metric, [v for vs in values for v in vs])
 
 
 def cell_tables(runs: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -198,7 +199,7 @@ def cell_tables(runs: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]
             if not np.isfinite(single[0]):
                 vals = _per_repeat_metric(first, m)
                 single = (vals[0] if vals else math.nan, math.nan, math.nan)
-            p, lo, hi = _combine(group, single, (_per_repeat_metric(r, m) for r in group))
+            p, lo, hi = _combine(m, group, single, (_per_repeat_metric(r, m) for r in group))
             row.update({m: p, f"{m}_lo": lo, f"{m}_hi": hi})
         cell_rows.append(row)
         per_run = [_per_repeat_slowdowns(r) for r in group]
@@ -206,7 +207,7 @@ def cell_tables(runs: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]
             k = _tenant_key(s["tenant"], s["copy"])
             lo, hi = num(s.get("slowdown_ci_low")), num(s.get("slowdown_ci_high"))
             single = (num(s.get("slowdown")), lo, hi)
-            p, lo, hi = _combine(group, single, (pr.get(k, []) for pr in per_run))
+            p, lo, hi = _combine("slowdown", group, single, (pr.get(k, []) for pr in per_run))
             floor = num(s.get("noise_floor"))
             if len(group) > 1:
                 floor = tstats.noise_floor([v for r in group for v in _solo_means(r, s["tenant"])])
