@@ -10,14 +10,22 @@ iteration; one prompt larger than the budget is still admitted when it is the fi
 an iteration (otherwise it could never run). With `chunked_prefill=True` prompts are split to
 fill the remaining budget, and the rest continues in the next iterations.
 
-Out of blocks (paged policy): the newest running request is preempted (blocks freed, requeued at
-the front of the queue, recomputed from prompt + generated tokens when readmitted). No request
-is admitted in an iteration that preempted, so a preempted request cannot bounce straight back.
+Out of blocks (paged policy): the running request admitted first most recently is preempted
+(blocks freed, requeued at the front of the queue, recomputed from prompt + generated tokens when
+readmitted). Running requests stay ordered by their *first* admission, so a readmitted request
+keeps its seniority and is not the next victim (no priority inversion). No request is admitted
+in an iteration that preempted, so a preempted request cannot bounce straight back.
+
+The token budget must cover the batch cap (config check), so every running decode gets its token
+in every iteration. Under a sliding window, blocks that no future query can see are freed after
+each iteration.
 """
 from __future__ import annotations
 
+from bisect import insort
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Optional
 
 from tenancy.serving.block_manager import BlockManager
 from tenancy.serving.sequence import Sequence, Status
@@ -41,14 +49,17 @@ class Batch:
 
 class Scheduler:
     def __init__(self, block_manager: BlockManager, max_batch_size: int, max_tokens_per_iteration: int,
-                 chunked_prefill: bool = False, max_model_len: int | None = None):
+                 chunked_prefill: bool = False, max_model_len: Optional[int] = None,
+                 sliding_window: Optional[int] = None):
         self.bm = block_manager
+        self.window = sliding_window
+        self.num_admitted = 0
         self.max_batch_size = max_batch_size
         self.max_tokens = max_tokens_per_iteration
         self.chunked = chunked_prefill
         self.max_model_len = max_model_len
         self.waiting: deque[Sequence] = deque()
-        self.running: list[Sequence] = []  # admission order: the last is the newest
+        self.running: list[Sequence] = []  # by first admission: the last is the newest
 
     def add(self, seq: Sequence, now_ns: int) -> bool:
         """Queue a request, or fail it at once if it can never run. Returns False if failed."""
@@ -108,15 +119,21 @@ class Scheduler:
             if not self.bm.ensure(seq, n):
                 break
             self.waiting.popleft()
-            seq.status = Status.RUNNING
-            if seq.admitted_ns is None:
-                seq.admitted_ns = now_ns
-            running.append(seq)
+            self._admit(seq, now_ns)
             batch.seqs.append(seq)
             batch.num_new.append(n)
             budget -= n
             prefill_tokens += n
         return batch
+
+    def _admit(self, seq: Sequence, now_ns: int) -> None:
+        seq.status = Status.RUNNING
+        if seq.admitted_ns is None:
+            seq.admitted_ns, seq.admit_order = now_ns, self.num_admitted
+            self.num_admitted += 1
+            self.running.append(seq)
+        else:  # readmitted after a preemption: back to its place by first admission
+            insort(self.running, seq, key=lambda s: s.admit_order)
 
     def postprocess(self, batch: Batch, tokens: list[int], now_ns: int) -> list[Sequence]:
         """Advance the batch by its computed tokens; `tokens` holds one sampled token for each
@@ -124,12 +141,14 @@ class Scheduler:
         finished, t = [], 0
         for seq, n in zip(batch.seqs, batch.num_new):
             seq.num_computed += n
-            if seq.num_computed < seq.num_tokens:
-                continue  # a prompt chunk: no token yet
-            if seq.append_token(tokens[t], now_ns):
-                finished.append(seq)
-                self.bm.free(seq)
-            t += 1
+            if seq.num_computed == seq.num_tokens:  # else a prompt chunk: no token yet
+                t += 1
+                if seq.append_token(tokens[t - 1], now_ns):
+                    finished.append(seq)
+                    self.bm.free(seq)
+                    continue
+            if self.window is not None:
+                self.bm.free_window(seq, self.window)
         if finished:
             self.running = [s for s in self.running if not s.done]
         return finished
