@@ -34,8 +34,8 @@ class DecodeGraphs:
         self.pos = torch.zeros(max_batch, dtype=torch.long, device=dev)
         self.slots = torch.full((max_batch,), runner.scratch_block * bs, dtype=torch.long, device=dev)
         self.table = torch.full((max_batch, max_blocks), runner.scratch_block, dtype=torch.long, device=dev)
-        self.mask = torch.zeros(max_batch, 1, 1, max_blocks * bs, dtype=torch.bool, device=dev)
-        self.mask[:, :, :, 0] = True
+        self.mask = torch.full((max_batch, 1, 1, max_blocks * bs), float("-inf"), dtype=runner.dtype, device=dev)
+        self.mask[:, :, :, 0] = 0.0  # additive mask: padding rows attend to one (scratch) key
         self.rows = torch.arange(max_batch, device=dev)
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._capture()
@@ -44,7 +44,7 @@ class DecodeGraphs:
     def _capture(self) -> None:
         r, pool = self.runner, None
         for b in reversed(self.sizes):
-            attn = BatchedAttention(r.block_size, r.model.sliding_window, r.h2d)
+            attn = BatchedAttention(r.block_size, r.model.sliding_window, r.h2d, r.dtype)
             attn.slot_mapping, attn.prefill = self.slots[:b], None
             attn.decode = Group(None, self.table[:b].flatten(), self.mask[:b], self.width, None, None, False)
 
@@ -73,15 +73,15 @@ class DecodeGraphs:
         self.slots[:n].copy_(attn.slot_mapping)
         self.table[:n, :w].copy_(g.table.view(n, w))
         self.table[:n, w:] = self.runner.scratch_block
-        self.mask[:n].zero_()
         self.mask[:n, :, :, :w * bs].copy_(g.mask)
+        self.mask[:n, :, :, w * bs:] = float("-inf")
         if b > n:  # padding rows, as at capture
             self.ids[n:b] = 0
             self.pos[n:b] = 0
             self.slots[n:b] = self.runner.scratch_block * bs
             self.table[n:b] = self.runner.scratch_block
-            self.mask[n:b] = False
-            self.mask[n:b, :, :, 0] = True
+            self.mask[n:b] = float("-inf")
+            self.mask[n:b, :, :, 0] = 0.0
         graph, out = self.graphs[b]
         graph.replay()
         return out[:n]

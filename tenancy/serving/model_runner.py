@@ -16,7 +16,7 @@ import torch
 from tenancy.serving import memory
 from tenancy.serving.config import ServingConfig
 from tenancy.serving.models import from_hf
-from tenancy.serving.models.attention import Span, make_backend, resolve
+from tenancy.serving.models.attention import Spans, long_tensor, make_backend, resolve
 from tenancy.serving.sampler import Sampler
 from tenancy.serving.scheduler import Batch
 from tenancy.serving.sequence import Sequence
@@ -56,8 +56,9 @@ class ModelRunner:
         self.scratch_block = num_blocks  # one extra block: padded rows of a CUDA graph write here
         layers, kv_heads, head_dim = self.kv_shape
         shape = (num_blocks + 1, bs, kv_heads, head_dim)
-        self.kv_caches = [(torch.zeros(shape, dtype=self.dtype, device=self.device),
-                           torch.zeros(shape, dtype=self.dtype, device=self.device)) for _ in range(layers)]
+        with torch.inference_mode():  # written only under inference mode: skips version counting
+            self.kv_caches = [(torch.zeros(shape, dtype=self.dtype, device=self.device),
+                               torch.zeros(shape, dtype=self.dtype, device=self.device)) for _ in range(layers)]
         self.backend_name, self.backend_note = resolve(cfg.attention_backend, self.device)
         window = self.model.sliding_window
         self.attn = make_backend(self.backend_name, self.device, bs, window, self.h2d, self.model)
@@ -78,34 +79,39 @@ class ModelRunner:
         return t.to(self.device)
 
     def prepare(self, batch: Batch) -> Prepared:
+        """Flatten the batch (a tight loop: it runs for every request of every iteration)."""
         bs = self.block_size
         ids: list[int] = []
         positions: list[int] = []
         slots: list[int] = []
-        spans: list[Span] = []
+        spans = Spans([], [], [], [])
         logits_idx: list[int] = []
         emitting: list[Sequence] = []
+        q_start, n_new, ctx_len, tables = spans.q_start.append, spans.n.append, spans.ctx.append, spans.blocks.append
         q0 = 0
         for seq, n in zip(batch.seqs, batch.num_new):
-            c, table = seq.num_computed, seq.block_table
+            c, table, tokens = seq.num_computed, seq.block_table, seq.token_ids
             ctx = c + n
             if n == 1:
-                ids.append(seq.token_ids[c])
+                ids.append(tokens[c])
                 positions.append(c)
                 slots.append(table[c // bs] * bs + c % bs)
             else:
-                ids.extend(seq.token_ids[c:ctx])
-                positions.extend(range(c, ctx))
-                slots.extend([table[p // bs] * bs + p % bs for p in range(c, ctx)])
-            spans.append(Span(q0, n, ctx, table))
+                ids += tokens[c:ctx]
+                positions += range(c, ctx)
+                slots += [table[p // bs] * bs + p % bs for p in range(c, ctx)]
+            q_start(q0)
+            n_new(n)
+            ctx_len(ctx)
+            tables(table)
             q0 += n
-            if ctx == seq.num_tokens:
+            if ctx == len(tokens):
                 logits_idx.append(q0 - 1)
                 emitting.append(seq)
-        host = torch.tensor(ids + positions + slots + logits_idx, dtype=torch.long)
-        t = self.h2d(host)
-        self.attn.plan(spans, t[2 * q0:3 * q0])
-        return Prepared(t[:q0], t[q0:2 * q0], t[3 * q0:], emitting, q0 == len(spans))
+        h2d = self.h2d
+        self.attn.plan(spans, h2d(long_tensor(slots)))  # its own tensor: index_copy_ is slower on a view
+        return Prepared(h2d(long_tensor(ids)), h2d(long_tensor(positions)), h2d(long_tensor(logits_idx)),
+                        emitting, q0 == len(batch.seqs))
 
     @torch.inference_mode()
     def run(self, p: Prepared) -> torch.Tensor:

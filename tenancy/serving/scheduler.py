@@ -87,16 +87,17 @@ class Scheduler:
 
     def schedule(self, now_ns: int) -> Batch:
         batch, budget, prefill_tokens = Batch(), self.max_tokens, 0
-        running, i = self.running, 0
+        running, i, bs = self.running, 0, self.bm.block_size
         while i < len(running):  # running requests first, oldest first
             seq = running[i]
-            n = seq.num_tokens - seq.num_computed
+            n = len(seq.token_ids) - seq.num_computed
             if n > 1 and self.chunked:
                 n = min(n, budget)
             if n < 1 or n > budget:
                 i += 1  # no budget left for it this iteration; it keeps its blocks
                 continue
-            while not self.bm.ensure(seq, n):
+            room = seq.num_computed + n <= len(seq.block_table) * bs  # the common decode: no new block
+            while not room and not self.bm.ensure(seq, n):
                 victim = running.pop()  # newest first; may be `seq` itself
                 self._preempt(victim)
                 batch.num_preempted += 1

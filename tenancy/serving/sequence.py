@@ -90,9 +90,11 @@ class Sequence:
 
     def append_token(self, token: int, now_ns: int) -> bool:
         """Record a sampled token; returns True when the request has finished."""
-        self.token_ids.append(token)
+        tokens = self.token_ids  # hot path (every request, every iteration): no properties
+        tokens.append(token)
         self.token_ns.append(now_ns)
-        if self.num_output >= self.max_new_tokens or (token in self.eos_ids and not self.params.ignore_eos):
+        params = self.params
+        if len(tokens) - len(self.prompt) >= params.max_tokens or (token in self.eos_ids and not params.ignore_eos):
             self.status, self.finish_ns = Status.FINISHED, now_ns
             return True
         return False

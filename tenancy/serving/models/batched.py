@@ -1,7 +1,7 @@
 """Batched paged attention: one SDPA call per layer for all decode rows, one for all prefill rows.
 
 `plan()` (once per iteration, shared by every layer) pads each group's block tables to the
-group's widest context and builds one boolean mask for it; a layer then gathers the group's
+group's widest context and builds one additive mask for it; a layer then gathers the group's
 blocks in one `index_select` (whole blocks: contiguous copies), and calls SDPA on 4-D inputs,
 so the fused kernels apply and the number of calls per layer does not grow with the batch.
 A lone fresh prompt (the common prefill) skips the gather and uses the new K/V with is_causal.
@@ -11,22 +11,18 @@ the pool in place; this backend is the CPU default and the GPU fallback.
 """
 from __future__ import annotations
 
-from array import array
 from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 
-from tenancy.serving.models.attention import Span, live, store_kv, window_mask
-
-
-def _long(values: list[int]) -> torch.Tensor:
-    """List of ints -> int64 tensor (faster than torch.tensor for hundreds of items)."""
-    return torch.frombuffer(array("q", values), dtype=torch.int64) if values else torch.empty(0, dtype=torch.int64)
+from tenancy.serving.models.attention import Spans, live, store_kv, window_mask
+from tenancy.serving.models.attention import long_tensor as _long
 
 
 class Group(NamedTuple):
-    """Rows of one kind, padded: `table` [B*W] block ids, `mask` [B, 1, Q, W*bs]."""
+    """Rows of one kind, padded: `table` [B*W] block ids, `mask` [B, 1, Q, W*bs] additive (0 or
+    -inf: SDPA would convert a boolean mask in every layer)."""
 
     rows: Optional[torch.Tensor]  # flat query rows of the group in the batch, None = all, in order
     table: torch.Tensor
@@ -40,46 +36,52 @@ class Group(NamedTuple):
 class BatchedAttention:
     name = "batched"
 
-    def __init__(self, block_size: int, window: Optional[int], h2d) -> None:
-        self.block_size, self.window, self.h2d = block_size, window, h2d
+    def __init__(self, block_size: int, window: Optional[int], h2d, dtype: torch.dtype = torch.float32) -> None:
+        self.block_size, self.window, self.h2d, self.dtype = block_size, window, h2d, dtype
 
-    def plan(self, spans: list[Span], slot_mapping: torch.Tensor) -> None:
+    def plan(self, spans: Spans, slot_mapping: torch.Tensor) -> None:
         self.slot_mapping = slot_mapping
-        self.num_tokens = sum(s.n for s in spans)
-        decode = [s for s in spans if s.n == 1]
-        prefill = [s for s in spans if s.n > 1] if len(decode) < len(spans) else []
-        self.decode = self._group(decode, len(decode) == len(spans)) if decode else None
-        self.prefill = self._group(prefill, len(prefill) == len(spans)) if prefill else None
+        ns = spans.n
+        if all(n == 1 for n in ns):
+            self.decode, self.prefill = self._group(spans, True), None
+            return
+        dec = [i for i, n in enumerate(ns) if n == 1]
+        pre = [i for i, n in enumerate(ns) if n > 1]
+        self.decode = self._group(spans.select(dec), False) if dec else None
+        self.prefill = self._group(spans.select(pre), not dec)
 
-    def _group(self, spans: list[Span], whole: bool) -> Group:
-        bs, window = self.block_size, self.window
-        if len(spans) == 1 and spans[0].n == spans[0].ctx and (window is None or spans[0].ctx <= window):
-            s = spans[0]
-            rows = None if whole else self.h2d(torch.arange(s.q_start, s.q_start + s.n))
+    def _group(self, spans: Spans, whole: bool) -> Group:
+        bs, window, h2d = self.block_size, self.window, self.h2d
+        q_starts, ns, ctxs, tables = spans
+        if len(ns) == 1 and ns[0] == ctxs[0] and (window is None or ctxs[0] <= window):
+            rows = None if whole else h2d(torch.arange(q_starts[0], q_starts[0] + ns[0]))
             return Group(rows, None, None, 0, None, None, True)
-        firsts = [live(s.blocks) for s in spans]
-        ends = [-(-s.ctx // bs) for s in spans]
+        firsts = [live(t) for t in tables] if window is not None else [0] * len(ns)
+        ends = [(c + bs - 1) // bs for c in ctxs]
         width = max(e - f for e, f in zip(ends, firsts))
-        table, starts = [], []
-        for s, f, e in zip(spans, firsts, ends):
-            table.extend(s.blocks[f:e])
-            table.extend([0] * (width - e + f))  # padding: any block, masked out
-            starts.append(f * bs)
-        q_len = max(s.n for s in spans)
-        per_row = _long([s.ctx for s in spans] + [s.n for s in spans] + starts)
-        b = len(spans)
+        table, pad = [], [0] * width  # padding: any block, masked out
+        for t, f, e in zip(tables, firsts, ends):
+            table += t[f:e]
+            table += pad[:width - e + f]
+        b, q_len = len(ns), max(ns)
+        per_row = _long(ctxs + ns + [f * bs for f in firsts])
         ctx, n, start = per_row[:b, None], per_row[b:2 * b, None], per_row[2 * b:, None]
-        i = torch.arange(q_len)[None, :]
-        q_pos = ctx - n + torch.minimum(i, n - 1)  # padded queries repeat the last real one
         k_pos = start + torch.arange(width * bs)[None, :]  # [B, W*bs]
-        mask = window_mask(q_pos[:, :, None], k_pos[:, None, :], window) & (k_pos < ctx)[:, None, :]
         q_idx = out_idx = None
-        if q_len > 1:
-            q_start = _long([s.q_start for s in spans])[:, None]
-            q_idx = self.h2d((q_start + torch.minimum(i, n - 1)).flatten())
-            out_idx = self.h2d((i < n).flatten().nonzero().squeeze(1))
-        rows = None if whole else self.h2d(_long([s.q_start + j for s in spans for j in range(s.n)]))
-        return Group(rows, self.h2d(_long(table)), self.h2d(mask[:, None]), width, q_idx, out_idx, False)
+        if q_len == 1:  # decode: one query at position ctx - 1
+            keep = k_pos < ctx
+            if window is not None:
+                keep &= k_pos > ctx - 1 - window
+            keep = keep[:, None, None, :]
+        else:
+            i = torch.arange(q_len)[None, :]
+            q_pos = ctx - n + torch.minimum(i, n - 1)  # padded queries repeat the last real one
+            keep = (window_mask(q_pos[:, :, None], k_pos[:, None, :], window) & (k_pos < ctx)[:, None, :])[:, None]
+            q_idx = h2d((_long(q_starts)[:, None] + torch.minimum(i, n - 1)).flatten())
+            out_idx = h2d((i < n).flatten().nonzero().squeeze(1))
+        mask = torch.full(keep.shape, float("-inf"), dtype=self.dtype).masked_fill_(keep, 0.0)
+        rows = None if whole else h2d(_long([q + j for q, m in zip(q_starts, ns) for j in range(m)]))
+        return Group(rows, h2d(_long(table)), h2d(mask), width, q_idx, out_idx, False)
 
     def __call__(self, q, k, v, k_cache, v_cache, scale):
         store_kv(k, v, k_cache, v_cache, self.slot_mapping)

@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from tenancy.serving.models.attention import Span, live, store_kv
+from tenancy.serving.models.attention import Spans, live, store_kv
 
 WORKSPACE_BYTES = 128 * 1024 * 1024  # FlashInfer's documented example size
 
@@ -32,18 +32,18 @@ class PlanInputs(NamedTuple):
     decode_only: bool
 
 
-def plan_inputs(spans: list[Span], block_size: int) -> PlanInputs:
+def plan_inputs(spans: Spans, block_size: int) -> PlanInputs:
     qo, kv, pages, last = [0], [0], [], []
-    for s in spans:
-        end = -(-s.ctx // block_size)
-        held = s.blocks[live(s.blocks):end]
+    for n, ctx, blocks in zip(spans.n, spans.ctx, spans.blocks):
+        end = -(-ctx // block_size)
+        held = blocks[live(blocks):end]
         pages.extend(held)
-        qo.append(qo[-1] + s.n)
+        qo.append(qo[-1] + n)
         kv.append(kv[-1] + len(held))
-        last.append(s.ctx - (end - 1) * block_size)
+        last.append(ctx - (end - 1) * block_size)
     i32 = torch.int32
     return PlanInputs(torch.tensor(qo, dtype=i32), torch.tensor(kv, dtype=i32), torch.tensor(pages, dtype=i32),
-                      torch.tensor(last, dtype=i32), all(s.n == 1 for s in spans))
+                      torch.tensor(last, dtype=i32), all(n == 1 for n in spans.n))
 
 
 class FlashInferAttention:
@@ -60,7 +60,7 @@ class FlashInferAttention:
         self.prefill = flashinfer.BatchPrefillWithPagedKVCacheWrapper(workspace, "NHD")
         self.decode = flashinfer.BatchDecodeWithPagedKVCacheWrapper(workspace, "NHD")
 
-    def plan(self, spans: list[Span], slot_mapping: torch.Tensor) -> None:
+    def plan(self, spans: Spans, slot_mapping: torch.Tensor) -> None:
         self.slot_mapping = slot_mapping
         p = plan_inputs(spans, self.block_size)
         common = dict(window_left=self.window_left, sm_scale=self.scale, q_data_type=self.dtype,
