@@ -9,7 +9,7 @@ host's critical path. By construction (torch.cuda.CUDAGraph semantics):
   iteration's tensors into a prefix of them (device-to-device, stream-ordered);
 - rows past the real batch are padding: token 0 at position 0, writing its K/V into the pool's
   scratch block, attending to one key of it; their logits are never read;
-- each size is warmed up eagerly once, then captured, largest first, all sizes sharing one
+- each size is warmed up eagerly once (on a side stream), then captured, largest first, all sizes sharing one
   memory pool (torch.cuda.graph(pool=...)); no host sync happens inside a capture.
 Sampling runs eagerly after the replay (per-request generators).
 """
@@ -51,7 +51,11 @@ class DecodeGraphs:
             def step(b=b, attn=attn) -> torch.Tensor:
                 return r.model(self.ids[:b], self.pos[:b], r.kv_caches, attn, self.rows[:b])
 
-            step()  # warm-up: lazy init (cuBLAS handles, allocator) must not happen inside a capture
+            side = torch.cuda.Stream()  # warm-up on a side stream, as the torch.cuda.graph docs do:
+            side.wait_stream(torch.cuda.current_stream())  # lazy init must not happen inside a capture
+            with torch.cuda.stream(side):
+                step()
+            torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):
                 out = step()
