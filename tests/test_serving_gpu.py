@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from tenancy.serving.config import ServingConfig
 from tenancy.serving.engine import LLMEngine
