@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from tenancy.serving.cli import serve
 
 
-@pytest.mark.parametrize("engine", ["iteration", "request"])
+@pytest.mark.parametrize("engine", ["iteration", "request", "hf"])
 def test_serve_writes_a_run_directory(tmp_path, engine):
     cfg = tmp_path / "serving.yaml"
     cfg.write_text(

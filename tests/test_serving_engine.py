@@ -1,20 +1,28 @@
-"""The iteration-level engine produces exactly transformers' greedy tokens, whatever the
-batching: requests joining mid-flight, preemption + recomputation, both KV policies, chunked
-prefill, sliding window. And every request ends exactly once."""
+"""The engine produces exactly transformers' greedy tokens, whatever the batching and whatever
+the attention backend: requests joining mid-flight, preemption + recomputation, both KV
+policies, chunked prefill, sliding window, the in-engine request-level baseline. And every
+request ends exactly once."""
 from __future__ import annotations
+
+from functools import lru_cache
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from tenancy import models
-from tenancy.serving.baseline import RequestLevelEngine
 from tenancy.serving.config import ServingConfig
 from tenancy.serving.engine import LLMEngine, serve
-from tenancy.serving.sequence import Sequence, Status
+from tenancy.serving.hf_baseline import HFEngine
+from tenancy.serving.sequence import SamplingParams, Sequence, Status
 from tenancy.serving.workload import RequestSpec
 
 FAMILIES = {"gpt2": "distilgpt2", "llama": "llama-3.2-1b", "mistral": "mistral-7b"}
+CPU_BACKENDS = ("reference", "batched")  # flashinfer: GPU only (test_serving_gpu.py)
+
+
+def seq(i: int, prompt: list[int], n: int, **params) -> Sequence:
+    return Sequence(i, prompt, SamplingParams(n, **params))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -25,8 +33,10 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@lru_cache(maxsize=None)
 def hf_model(name: str, **overrides):
-    """Tiny model with weights scaled up so greedy decoding is not one token repeated."""
+    """Tiny model with weights scaled up so greedy decoding is not one token repeated (cached:
+    the engine only reads it)."""
     config = models.get(name).make_config("tiny")
     for k, v in overrides.items():
         setattr(config, k, v)
@@ -40,10 +50,15 @@ def hf_model(name: str, **overrides):
 
 
 def hf_greedy(model, prompt: list[int], n: int) -> list[int]:
+    return list(_hf_greedy(model, tuple(prompt), n))
+
+
+@lru_cache(maxsize=None)
+def _hf_greedy(model, prompt: tuple[int, ...], n: int) -> tuple[int, ...]:
     ids = torch.tensor([prompt])
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
                          eos_token_id=None, pad_token_id=0)
-    return out[0, len(prompt):].tolist()
+    return tuple(out[0, len(prompt):].tolist())
 
 
 def prompts(lengths: list[int], seed: int = 0) -> list[list[int]]:
@@ -55,18 +70,22 @@ SCENARIOS = {  # name: config overrides
     "paged": dict(num_blocks=64, block_size=4, kv_policy="paged"),
     "preempt": dict(num_blocks=12, block_size=4, kv_policy="paged"),
     "reserve": dict(num_blocks=14, block_size=4, kv_policy="reserve"),
-    "chunked": dict(num_blocks=64, block_size=4, chunked_prefill=True, max_tokens_per_iteration=6),
+    "chunked": dict(num_blocks=64, block_size=4, chunked_prefill=True, max_tokens_per_iteration=6,
+                    max_batch_size=6),
+    "request": dict(num_blocks=64, block_size=4, engine="request", max_batch_size=3),
 }
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_greedy_matches_transformers(family, scenario):
+def test_greedy_matches_transformers(family, scenario, backend):
     name = FAMILIES[family]
     model = hf_model(name)
-    engine = LLMEngine(model, ServingConfig(model=name, max_batch_size=8, **SCENARIOS[scenario]))
+    cfg = dict(model=name, max_batch_size=8, attention_backend=backend) | SCENARIOS[scenario]
+    engine = LLMEngine(model, ServingConfig(**cfg))
     ps, news = prompts([5, 9, 3, 12, 7]), [10, 6, 12, 5, 8]
-    seqs = [Sequence(i, p, n) for i, (p, n) in enumerate(zip(ps, news))]
+    seqs = [seq(i, p, n) for i, (p, n) in enumerate(zip(ps, news))]
     joins = {0: seqs[:2], 2: seqs[2:3], 4: seqs[3:]}  # requests join mid-flight
     step, max_running = 0, 0
     while engine.has_work() or step <= max(joins):
@@ -83,50 +102,57 @@ def test_greedy_matches_transformers(family, scenario):
         assert preemptions > 0  # the pool is too small for all five at once
     else:
         assert preemptions == 0
-    if scenario == "reserve":
-        assert max_running <= 3  # each reserves prompt+max_new up front: 14 blocks hold at most 3
+    if scenario in ("reserve", "request"):
+        assert max_running <= 3  # reserve: 14 blocks hold at most 3; request: the batch cap
     assert engine.block_manager.num_free == engine.block_manager.num_blocks  # nothing leaked
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_logits_match_transformers(family):
+def test_logits_match_transformers(family, backend):
     """Stricter than tokens: every prefill position, then a decode step that reads the cache."""
     name = FAMILIES[family]
     model = hf_model(name)
-    engine = LLMEngine(model, ServingConfig(model=name, num_blocks=16, block_size=4))
+    engine = LLMEngine(model, ServingConfig(model=name, num_blocks=16, block_size=4, attention_backend=backend))
     prompt = prompts([11], seed=5)[0]
-    seq = Sequence(0, prompt, 4)
-    engine.add(seq, 0)
+    s = seq(0, prompt, 4)
+    engine.add(s, 0)
     runner = engine.runner
     with torch.inference_mode():
         for step in range(2):
             batch = engine.scheduler.schedule(0)
-            (ids, positions, _), meta, _ = runner.prepare(batch)
-            ours = runner.model(ids, positions, runner.kv_caches, meta, torch.arange(len(ids)))
-            ref = model(torch.tensor([seq.token_ids])).logits[0, -len(ids):]
+            p = runner.prepare(batch)
+            ours = runner.model(p.input_ids, p.positions, runner.kv_caches, runner.attn, torch.arange(len(p.input_ids)))
+            ref = model(torch.tensor([s.token_ids])).logits[0, -len(p.input_ids):]
             torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-4)
             engine.scheduler.postprocess(batch, [int(ours[-1].argmax())], 0)
-    assert seq.num_computed == 12
+    assert s.num_computed == 12
 
 
-def test_sliding_window_matches_transformers():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_sliding_window_matches_transformers_and_frees_blocks(backend):
     model = hf_model("mistral-7b", sliding_window=6)
     ps = prompts([15, 4, 22], seed=1)
     for chunked in (False, True):
-        engine = LLMEngine(model, ServingConfig(model="mistral-7b", num_blocks=64, block_size=4,
-                                                chunked_prefill=chunked, max_tokens_per_iteration=8))
-        seqs = [Sequence(i, p, 12) for i, p in enumerate(ps)]
+        engine = LLMEngine(model, ServingConfig(model="mistral-7b", num_blocks=64, block_size=4, max_batch_size=8,
+                                                chunked_prefill=chunked, max_tokens_per_iteration=8,
+                                                attention_backend=backend))
+        seqs = [seq(i, p, 12) for i, p in enumerate(ps)]
         for s in seqs:
             engine.add(s, 0)
+        held = 0
         while engine.has_work():
             engine.step()
+            held = max(held, max((sum(b >= 0 for b in s.block_table) for s in seqs), default=0))
         assert [s.output_ids for s in seqs] == [hf_greedy(model, p, 12) for p in ps]
+        assert held <= 4  # a window of 6 tokens spans at most 3 blocks of 4, +1 being filled
+        assert engine.block_manager.num_free == 64
 
 
 def test_finished_request_returns_at_once():
     model = hf_model("llama-3.2-1b")
     engine = LLMEngine(model, ServingConfig(num_blocks=64, block_size=4))
-    long, short = Sequence(0, prompts([6])[0], 20), Sequence(1, prompts([6], seed=2)[0], 2)
+    long, short = seq(0, prompts([6])[0], 20), seq(1, prompts([6], seed=2)[0], 2)
     engine.add(long, 0)
     engine.add(short, 0)
     assert engine.step() == []  # prefill of both: first tokens
@@ -168,11 +194,11 @@ def test_serve_empty_and_closed_loop():
     assert by_id[2].arrival_ns >= min(by_id[0].finish_ns, by_id[1].finish_ns)
 
 
-def test_request_level_baseline_matches_transformers_and_batches():
+def test_hf_baseline_matches_transformers_and_batches():
     model = hf_model("llama-3.2-1b")
-    engine = RequestLevelEngine(model, ServingConfig(max_batch_size=3))
+    engine = HFEngine(model, ServingConfig(max_batch_size=3, engine="hf"))
     ps, outs = prompts([5, 9, 3, 7], seed=3), [4, 7, 2, 3]
-    seqs = [Sequence(i, p, n) for i, (p, n) in enumerate(zip(ps, outs))]
+    seqs = [seq(i, p, n) for i, (p, n) in enumerate(zip(ps, outs))]
     for s in seqs:
         engine.add(s, 0)
     first = engine.step()
@@ -183,14 +209,21 @@ def test_request_level_baseline_matches_transformers_and_batches():
         assert s.output_ids == hf_greedy(model, p, n)
 
 
-def test_sampling_is_seeded():
+def test_request_level_engine_holds_a_batch_until_its_longest_ends():
     model = hf_model("llama-3.2-1b")
-    outs = []
-    for _ in range(2):
-        engine = LLMEngine(model, ServingConfig(num_blocks=32, block_size=4, temperature=1.0, top_p=0.9, seed=7))
-        s = Sequence(0, prompts([6])[0], 12, temperature=1.0, top_p=0.9)
+    engine = LLMEngine(model, ServingConfig(engine="request", max_batch_size=3, num_blocks=64, block_size=4))
+    ps, outs = prompts([5, 9, 3, 7], seed=3), [4, 7, 2, 3]
+    seqs = [seq(i, p, n) for i, (p, n) in enumerate(zip(ps, outs))]
+    for s in seqs:
         engine.add(s, 0)
-        while engine.has_work():
-            engine.step()
-        outs.append(s.output_ids)
-    assert outs[0] == outs[1] and outs[0] != hf_greedy(model, prompts([6])[0], 12)
+    returned = []
+    while engine.has_work():
+        returned.append(engine.step())
+    assert [len(r) for r in returned if r] == [3, 1]
+    first = next(r for r in returned if r)
+    assert set(first) == set(seqs[:3]) and len({s.finish_ns for s in first}) == 1
+    assert len(returned) == 7 + 3  # batch 1 runs its longest (7 tokens), then batch 2 (3 tokens)
+    for s, p, n in zip(seqs, ps, outs):
+        assert s.output_ids == hf_greedy(model, p, n) and len(s.token_ns) == n
+        assert s.token_ns[-1] <= s.finish_ns
+    assert engine.block_manager.num_free == 64

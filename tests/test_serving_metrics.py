@@ -7,13 +7,13 @@ import pytest
 
 from tenancy.serving.block_manager import BlockManager
 from tenancy.serving.metrics import summarize, to_frame
-from tenancy.serving.sequence import Sequence, Status
+from tenancy.serving.sequence import SamplingParams, Sequence, Status
 
 MS = 1_000_000  # ns
 
 
 def seq(i, arrival_ms, admit_ms, token_ms, finish_ms=None, status=Status.FINISHED):
-    s = Sequence(i, [5] * 4, max(1, len(token_ms)), arrival_ns=arrival_ms * MS)
+    s = Sequence(i, [5] * 4, SamplingParams(max(1, len(token_ms))), arrival_ns=arrival_ms * MS)
     s.admitted_ns = admit_ms * MS
     s.token_ns = [t * MS for t in token_ms]
     s.token_ids += [7] * len(token_ms)
@@ -51,7 +51,7 @@ def test_per_request_and_summary_definitions():
 
 def test_failed_requests_are_counted_not_measured():
     ok = seq(0, 0, 0, [10, 20])
-    bad = Sequence(1, [5] * 4, 4, arrival_ns=5 * MS)
+    bad = Sequence(1, [5] * 4, SamplingParams(4), arrival_ns=5 * MS)
     bad.fail("too long", 5 * MS)
     df = to_frame([ok, bad], 0, "iteration")
     s = summarize(df, {"ttft_ms": 1000})
@@ -61,19 +61,19 @@ def test_failed_requests_are_counted_not_measured():
 
 def test_block_manager_paged_and_reserve():
     paged = BlockManager(num_blocks=5, block_size=4, policy="paged")
-    s = Sequence(0, [5] * 6, 10)  # needs 16 tokens at most = 4 blocks
+    s = Sequence(0, [5] * 6, SamplingParams(10))  # needs 16 tokens at most = 4 blocks
     assert paged.ensure(s, 6) and len(s.block_table) == 2 and paged.num_free == 3
     s.num_computed = 6
     assert paged.ensure(s, 1) and len(s.block_table) == 2  # 7 tokens still fit in 2 blocks
     s.num_computed = 8
     assert paged.ensure(s, 1) and len(s.block_table) == 3
-    other = Sequence(1, [5] * 9, 1)
+    other = Sequence(1, [5] * 9, SamplingParams(1))
     assert not paged.ensure(other, 9) and other.block_table == []  # all-or-nothing
     paged.free(s)
     assert paged.num_free == 5 and s.block_table == []
 
     reserve = BlockManager(num_blocks=5, block_size=4, policy="reserve")
-    s = Sequence(0, [5] * 6, 10)
+    s = Sequence(0, [5] * 6, SamplingParams(10))
     assert reserve.ensure(s, 6) and len(s.block_table) == 4  # prompt + max_new up front
-    assert not reserve.ensure(Sequence(1, [5] * 2, 6), 2)  # needs 2 blocks, 1 left
-    assert not reserve.fits_ever(Sequence(2, [5] * 20, 1)) and reserve.fits_ever(s)
+    assert not reserve.ensure(Sequence(1, [5] * 2, SamplingParams(6)), 2)  # needs 2 blocks, 1 left
+    assert not reserve.fits_ever(Sequence(2, [5] * 20, SamplingParams(1))) and reserve.fits_ever(s)

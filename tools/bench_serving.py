@@ -1,8 +1,10 @@
-"""Serving benchmark: iteration-level (Orca) vs request-level batching, engine overhead, and
-decode step time against the memory-bandwidth floor. Prints tables; not a test.
+"""Serving benchmark: decode step and host cost per attention backend, iteration-level (Orca)
+vs the in-engine request-level baseline at saturation and under Poisson load, nano-vllm's
+offline shape, and decode steps against the memory-bandwidth floor. Prints tables; not a test.
 
-    python tools/bench_serving.py --model llama-3.2-1b --size tiny --rates 2,5,10,20 --duration 10
-    python tools/bench_serving.py --sections bandwidth --model distilgpt2 --size full
+    python tools/bench_serving.py --threads 1                       # everything, CPU defaults
+    python tools/bench_serving.py --sections steps,saturation --device cuda
+    python tools/bench_serving.py --sections offline --device cuda   # set beside nano-vllm / vLLM
 """
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ import statistics
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tenancy.serving import ServingConfig, build_engine, run_serving, summarize
 from tenancy.serving.model_runner import kv_bytes_per_block
-from tenancy.serving.sequence import Sequence
+from tenancy.serving.sequence import SamplingParams, Sequence
 
 GPU_BANDWIDTH_GBS = {  # peak HBM bandwidth, GB/s (datasheets)
     "H200": 4800, "H100 SXM": 3350, "H100 80GB HBM3": 3350, "H100 PCIe": 2000, "H100": 3350,
@@ -40,13 +43,19 @@ def table(title: str, columns: list[str], rows: list[list]) -> None:
             print(" | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r))
 
 
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.current_stream().synchronize()
+
+
 def bench_curve(args) -> None:
     """Same Poisson trace per rate for both engines: throughput and E2E latency."""
     engines, rows = {}, []
     for rate in args.rates:
         for name in ("iteration", "request"):
             cfg = ServingConfig(engine=name, model=args.model, size=args.size, dtype=args.dtype,
-                                max_batch_size=args.max_batch_size, seed=args.seed, workload=dict(
+                                max_batch_size=args.max_batch_size, seed=args.seed,
+                                attention_backend=args.backend, workload=dict(
                                     arrival="poisson", rate=rate, duration_s=args.duration,
                                     input_len=args.input_len, output_len=args.output_len, seed=args.seed))
             if name not in engines:
@@ -62,35 +71,115 @@ def bench_curve(args) -> None:
           rows)
 
 
-def _decoding_engine(args, n: int, prompt_len: int, steps: int):
-    """An engine with `n` requests in decode, each at context ~prompt_len."""
+def _decoding_engine(args, n: int, prompt_len: int, steps: int, backend: str = "auto"):
+    """An engine with `n` requests in decode, each at context ~prompt_len, `steps` iterations timed."""
     cfg = ServingConfig(model=args.model, size=args.size, dtype=args.dtype, max_batch_size=n,
-                        max_tokens_per_iteration=max(2048, n * prompt_len), block_size=16,
+                        max_tokens_per_iteration=max(2048, n * prompt_len), block_size=16, attention_backend=backend,
                         num_blocks=n * (-(-(prompt_len + steps + 2) // 16)), seed=args.seed)
     engine = build_engine(cfg, args.device)
     g = torch.Generator().manual_seed(0)
     for i in range(n):
         engine.add(Sequence(i, torch.randint(3, engine.vocab_size, (prompt_len,), generator=g).tolist(),
-                            steps + 2), 0)
+                            SamplingParams(steps + 3)), 0)
     engine.step()  # all prefills
     engine.step()  # first decode, off the record
+    ops = count_ops(engine)  # one decode iteration, counted (not timed)
     engine.record_stats = True
     for _ in range(steps):
         engine.step()
-    return engine
+    return engine, ops
 
 
-def bench_overhead(args) -> None:
-    """CPU time per iteration outside the model: scheduling, block tables, flattening, postprocess."""
+class _CountOps(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(engine) -> int:
+    """aten ops one decode iteration dispatches (model, attention, sampling)."""
+    with _CountOps() as c:
+        engine.step()
+    return c.n
+
+
+def per_op_dispatch_us(device: torch.device, n: int = 20000) -> float:
+    """Host cost of dispatching one near-empty aten op (an in-place add on one element)."""
+    x = torch.zeros(1, device=device)
+    with torch.inference_mode():
+        for _ in range(100):
+            x.add_(1)
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(n):
+            x.add_(1)
+        dt = time.perf_counter() - t
+        sync(device)
+    return dt / n * 1e6
+
+
+def bench_steps(args) -> None:
+    """Decode step vs running requests, per backend; host cost = scheduling + prepare/plan +
+    postprocess + dispatch (aten ops per iteration x the measured cost of dispatching one)."""
+    device = torch.device(args.device)
+    op_us = per_op_dispatch_us(device)
+    backends = args.backends.split(",")
     rows = []
-    for n in (1, 64, 256):
-        st = _decoding_engine(args, n, prompt_len=32, steps=args.steps).stats
-        assert all(s.num_seqs == n for s in st)
-        med = lambda f: statistics.median(f(s) for s in st) * 1e3  # noqa: E731 (median: robust to a busy box)
-        rows.append([n, med(lambda s: s.schedule_s), med(lambda s: s.prepare_s), med(lambda s: s.post_s),
-                     med(lambda s: s.overhead_s), min(s.overhead_s for s in st) * 1e3, med(lambda s: s.model_s)])
-    table(f"engine overhead per decode iteration ({args.model}/{args.size}, {args.device}, ms, median of {args.steps})",
-          ["running", "schedule", "prepare", "postprocess", "overhead", "overhead min", "model+sample"], rows)
+    for backend in backends:
+        base = None
+        for n in args.decode_running:
+            engine, ops = _decoding_engine(args, n, prompt_len=args.step_context, steps=args.steps, backend=backend)
+            st = engine.stats
+            assert all(s.num_seqs == n for s in st)
+            med = lambda f: statistics.median(f(s) for s in st) * 1e3  # noqa: E731 (median: robust to a busy box)
+            step = med(lambda s: s.overhead_s + s.model_s)
+            base = step if base is None else base
+            host_engine = med(lambda s: s.overhead_s)
+            dispatch = ops * op_us / 1e3
+            rows.append([engine.runner.backend_name, n, step, step / base, med(lambda s: s.schedule_s),
+                         med(lambda s: s.prepare_s), med(lambda s: s.post_s), med(lambda s: s.model_s), ops,
+                         dispatch, host_engine + dispatch])
+    table(f"decode step vs running ({args.model}/{args.size}, {args.device}, context ~{args.step_context}, ms, "
+          f"median of {args.steps}; dispatch = ops x {op_us:.2f} us measured per near-empty op)",
+          ["backend", "running", "step", "x step@1", "schedule", "prepare+plan", "postprocess", "model+sample",
+           "aten ops", "dispatch", "host total"], rows)
+
+
+def bench_saturation(args) -> None:
+    """All requests at once (Orca lengths): iteration-level vs the in-engine request-level baseline."""
+    rows, out = [], {}
+    for name in args.saturation_engines.split(","):
+        cfg = ServingConfig(engine=name, model=args.model, size=args.size, dtype=args.dtype,
+                            max_batch_size=args.max_batch_size, attention_backend=args.backend, seed=args.seed,
+                            workload=dict(arrival="all_at_once", num_requests=args.saturation_requests,
+                                          input_len=args.input_len, output_len=args.output_len, seed=args.seed))
+        engine = build_engine(cfg, args.device)
+        s = summarize(run_serving(cfg, args.device, engine=engine))
+        out[name] = s
+        rows.append([name, f"{s['completed']}/{s['num_requests']}", s["duration_s"], s["output_throughput"],
+                     s["output_throughput"] / out[next(iter(out))]["output_throughput"], s["p50_ttft_ms"],
+                     s["p50_e2e_ms"], s["p99_e2e_ms"]])
+        print(f"saturation {name}: done", flush=True)
+    table(f"saturation ({args.model}/{args.size}, {args.device}, {args.saturation_requests} requests at t=0, "
+          f"in {args.input_len} out {args.output_len}, B={args.max_batch_size})",
+          ["engine", "done", "duration s", "out tok/s", "x first", "p50 TTFT ms", "p50 E2E ms", "p99 E2E ms"], rows)
+
+
+def bench_offline(args) -> None:
+    """nano-vllm's offline benchmark shape: 256 sequences, input and output lengths U[100, 1024]."""
+    cfg = ServingConfig(model=args.model, size=args.size, dtype=args.dtype, max_batch_size=256,
+                        max_tokens_per_iteration=16384, attention_backend=args.backend, seed=args.seed,
+                        workload=dict(arrival="all_at_once", num_requests=256, input_len=(100, 1024),
+                                      output_len=(100, 1024), seed=args.seed))
+    engine = build_engine(cfg, args.device)
+    s = summarize(run_serving(cfg, args.device, engine=engine))
+    table(f"offline, nano-vllm shape ({args.model}/{args.size} {args.dtype}, {args.device}, "
+          f"{engine.runner.backend_name})", ["requests", "output tokens", "time s", "out tok/s"],
+          [[s["completed"], s["total_output_tokens"], s["duration_s"], s["output_throughput"]]])
 
 
 def measured_bandwidth_gbs(device: torch.device) -> float:
@@ -98,8 +187,7 @@ def measured_bandwidth_gbs(device: torch.device) -> float:
     x = torch.ones(64 * 1024 * 1024, device=device)
     best = float("inf")
     for _ in range(5):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         t = time.perf_counter()
         x.sum().item()
         best = min(best, time.perf_counter() - t)
@@ -119,7 +207,7 @@ def bench_bandwidth(args) -> None:
         bw, source = measured_bandwidth_gbs(device), "measured read"
     rows = []
     for n in args.decode_batches:
-        engine = _decoding_engine(args, n, prompt_len=args.context, steps=args.steps)
+        engine, _ = _decoding_engine(args, n, prompt_len=args.context, steps=args.steps, backend=args.backend)
         model = engine.runner.model
         embeds = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
         lm_head = id(model.lm_head.weight)
@@ -141,13 +229,19 @@ def main() -> None:
     p.add_argument("--size", default="tiny", choices=["tiny", "full"])
     p.add_argument("--dtype", default=None, help="default float16 on cuda, float32 on cpu")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--sections", default="curve,overhead,bandwidth")
-    p.add_argument("--rates", default="2,5,10,20", type=lambda s: [float(x) for x in s.split(",")])
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of arrivals per rate")
+    p.add_argument("--sections", default="steps,saturation,curve,offline,bandwidth")
+    p.add_argument("--backend", default="auto", help="attention backend for all but the steps section")
+    p.add_argument("--backends", default=None, help="steps section (default: reference,batched[,flashinfer])")
+    p.add_argument("--rates", default="2,4,8", type=lambda s: [float(x) for x in s.split(",")])
+    p.add_argument("--duration", type=float, default=8.0, help="seconds of arrivals per rate")
     p.add_argument("--input-len", default="32-512")
     p.add_argument("--output-len", default="1-128")
-    p.add_argument("--max-batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=20, help="decode iterations timed per point")
+    p.add_argument("--max-batch-size", type=int, default=64)
+    p.add_argument("--saturation-requests", type=int, default=256)
+    p.add_argument("--saturation-engines", default="iteration,request", help="add hf for transformers generate")
+    p.add_argument("--steps", type=int, default=50, help="decode iterations timed per point")
+    p.add_argument("--decode-running", default="1,16,64,256", type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument("--step-context", type=int, default=32, help="context length for the steps section")
     p.add_argument("--decode-batches", default="1,16,64", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--context", type=int, default=256, help="context length for the bandwidth section")
     p.add_argument("--bandwidth-gbs", type=float, default=None, help="memory bandwidth (default: table/measured)")
@@ -158,8 +252,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {args.device}")
+    if args.backends is None:
+        args.backends = "reference,batched" + (",flashinfer" if args.device.startswith("cuda") else "")
+    sections = {"steps": bench_steps, "saturation": bench_saturation, "curve": bench_curve,
+                "offline": bench_offline, "bandwidth": bench_bandwidth}
     for section in args.sections.split(","):
-        {"curve": bench_curve, "overhead": bench_overhead, "bandwidth": bench_bandwidth}[section](args)
+        sections[section](args)
 
 
 if __name__ == "__main__":

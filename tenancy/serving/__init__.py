@@ -1,10 +1,13 @@
 """Iteration-level LLM serving engine (Orca design) and its request-level baseline.
 
-Files, one job each: sequence (requests and states), block_manager (paged KV blocks),
-scheduler (iteration-level FCFS + preemption), models/ (our compact decoders with paged
-attention), model_runner (flattened batch, KV pool, sampling), engine (iteration loop and the
-real-time arrival loop), baseline (request-level batching), workload (arrivals, lengths, traces),
-metrics (per-request records, summary), config, api (harness entry points), cli (`tenancy serve`).
+Files, one job each: sequence (requests, sampling parameters, states), block_manager (paged KV
+blocks), scheduler (iteration-level FCFS + preemption), request_level (the in-engine static
+batching baseline), models/ (our compact decoders; attention backends: reference, batched,
+flashinfer), model_runner (flattened batch, KV pool), memory (KV pool size from the tenant's
+budget), sampler (per-request sampling), cuda_graph (decode graphs), engine (iteration loop and
+the real-time arrival loop), hf_baseline (transformers `generate`), workload (arrivals, lengths,
+traces), metrics (per-request records, summary), config, api (harness entry points), cli
+(`tenancy serve`), tenant (the engine as a harness tenant).
 
 Names are imported lazily so that `import tenancy.serving.cli` (CLI start-up) stays light.
 """

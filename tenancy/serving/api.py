@@ -10,26 +10,38 @@ from typing import Optional, Union
 import pandas as pd
 
 from tenancy.serving import workload
-from tenancy.serving.baseline import RequestLevelEngine
 from tenancy.serving.config import ServingConfig
 from tenancy.serving.engine import Engine, LLMEngine, serve
+from tenancy.serving.hf_baseline import HFEngine
 from tenancy.serving.metrics import summarize, to_frame
 
 
-def build_engine(cfg: ServingConfig, device: str = "cpu", hf_model=None) -> Union[LLMEngine, RequestLevelEngine]:
-    """Model (random or given weights) + engine, warmed up. `hf_model` overrides cfg.model."""
+def build_engine(cfg: ServingConfig, device: str = "cpu", hf_model=None,
+                 mem_limit_bytes: Optional[int] = None) -> Union[LLMEngine, HFEngine]:
+    """Model (random or given weights) + engine, warmed up. `hf_model` overrides cfg.model;
+    `mem_limit_bytes` (a tenant's MPS pinned-memory limit) bounds the KV pool (memory.py)."""
     from tenancy import models
 
     if hf_model is None:
         hf_model = models.build(cfg.model, cfg.size, cfg.dtype, device, cfg.weights, cfg.seed)
-    if cfg.engine == "request":
-        engine = RequestLevelEngine(hf_model, cfg)
+    if cfg.engine == "hf":
+        engine = HFEngine(hf_model, cfg)
     else:
         specs = workload.generate(cfg.workload, hf_model.config.vocab_size)
         longest = max((len(s.prompt) + s.output_len for s in specs), default=None)
-        engine = LLMEngine(hf_model, cfg, max_seq_len=longest)
+        engine = LLMEngine(hf_model, cfg, max_seq_len=longest, mem_limit_bytes=mem_limit_bytes)
     engine.warmup()
     return engine
+
+
+def engine_info(engine: Engine) -> dict:
+    """What actually ran, for the manifest: backend (and why `auto` fell back), GPU loop switches."""
+    runner = getattr(engine, "runner", None)
+    if runner is None:
+        return {"engine": engine.name}
+    return {"engine": engine.name, "attention_backend": runner.backend_name, "attention_note": runner.backend_note,
+            "cuda_graphs": runner.graphs is not None, "pinned_staging": runner.pinned,
+            "num_blocks": runner.num_blocks, "block_size": runner.block_size}
 
 
 def run_serving(cfg: ServingConfig, device: str = "cpu", start_ns: Optional[int] = None,
@@ -41,7 +53,7 @@ def run_serving(cfg: ServingConfig, device: str = "cpu", start_ns: Optional[int]
     specs = workload.generate(cfg.workload, engine.vocab_size)
     closed = cfg.workload.arrival == "closed" and cfg.workload.trace is None
     seqs, t0 = serve(engine, specs, cfg.workload.concurrency if closed else None, start_ns)
-    return to_frame(seqs, t0, engine.name)
+    return to_frame(seqs, t0, engine.name, tokens=cfg.save_tokens)
 
 
 def write_run(out_dir: Union[str, Path], cfg: ServingConfig, df: pd.DataFrame, device: str,

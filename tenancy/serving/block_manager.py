@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tenancy.serving.sequence import Sequence
+from tenancy.serving.sequence import FREED, Sequence
 
 
 def cdiv(a: int, b: int) -> int:
@@ -48,5 +48,17 @@ class BlockManager:
         return True
 
     def free(self, seq: Sequence) -> None:
-        self.free_blocks.extend(reversed(seq.block_table))
+        self.free_blocks.extend(b for b in reversed(seq.block_table) if b != FREED)
         seq.block_table = []
+
+    def free_window(self, seq: Sequence, window: int) -> None:
+        """Free the blocks no future query can see: the next query (position num_computed) attends
+        to keys > num_computed - window. Their table entries become FREED, so positions still map
+        to table indices."""
+        table, bs = seq.block_table, self.block_size
+        end = min((seq.num_computed - window + 1) // bs, len(table))  # blocks wholly before the window
+        i = end - 1
+        while i >= 0 and table[i] != FREED:
+            self.free_blocks.append(table[i])
+            table[i] = FREED
+            i -= 1

@@ -14,7 +14,9 @@ _OVERRIDES = {  # option name -> dotted config key
     "engine": "engine", "model": "model", "size": "size", "dtype": "dtype", "weights": "weights",
     "max_batch_size": "max_batch_size", "max_tokens_per_iteration": "max_tokens_per_iteration",
     "block_size": "block_size", "num_blocks": "num_blocks", "kv_policy": "kv_policy",
-    "chunked_prefill": "chunked_prefill", "seed": "seed",
+    "chunked_prefill": "chunked_prefill", "seed": "seed", "attention_backend": "attention_backend",
+    "cuda_graphs": "cuda_graphs", "pinned_staging": "pinned_staging", "kv_cache_gb": "kv_cache_gb",
+    "save_tokens": "save_tokens",
     "arrival": "workload.arrival", "rate": "workload.rate", "burstiness": "workload.burstiness",
     "concurrency": "workload.concurrency", "num_requests": "workload.num_requests",
     "duration": "workload.duration_s", "input_len": "workload.input_len",
@@ -33,7 +35,12 @@ def _one_line(err: ValidationError) -> str:
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="run directory (default results/serve-<engine>-<model>-<time>)")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
-@click.option("--engine", type=click.Choice(["iteration", "request"]))
+@click.option("--engine", type=click.Choice(["iteration", "request", "hf"]))
+@click.option("--attention-backend", type=click.Choice(["auto", "reference", "batched", "flashinfer"]))
+@click.option("--cuda-graphs/--no-cuda-graphs", default=None)
+@click.option("--pinned-staging/--no-pinned-staging", default=None)
+@click.option("--kv-cache-gb", type=float)
+@click.option("--save-tokens/--no-save-tokens", default=None, help="write each request's output token ids")
 @click.option("--model")
 @click.option("--size", type=click.Choice(["full", "tiny"]))
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]))
@@ -58,7 +65,7 @@ def _one_line(err: ValidationError) -> str:
 @click.option("--slo-e2e-ms", type=float)
 @click.option("--seed", type=int)
 def serve(config: Path | None, out: Path | None, device: str, **options) -> None:
-    """Benchmark LLM serving (iteration-level engine or request-level baseline) on one device."""
+    """Benchmark LLM serving (iteration-level engine or a request-level baseline) on one device."""
     from tenancy.serving.config import ServingConfig
 
     overrides = {_OVERRIDES[k]: v for k, v in options.items() if v is not None}
@@ -87,13 +94,14 @@ def serve(config: Path | None, out: Path | None, device: str, **options) -> None
     except TenancyError as e:
         raise BadInput(str(e)) from None
 
-    from tenancy.serving.api import run_serving, write_run
+    from tenancy.serving.api import build_engine, engine_info, run_serving, write_run
 
     try:
-        df = run_serving(cfg, device)
+        engine = build_engine(cfg, device)
+        df = run_serving(cfg, device, engine=engine)
     except (ValueError, NotImplementedError, OSError) as e:  # e.g. a bad trace file, a missing weights path
         raise BadInput(str(e).splitlines()[0]) from None
-    s = write_run(out, cfg, df, device)
+    s = write_run(out, cfg, df, device, {"serving_engine": engine_info(engine)})
     click.echo(f"{cfg.engine} {cfg.model}/{cfg.size}: {s['completed']}/{s['num_requests']} requests, "
                f"{s['request_throughput']:.2f} req/s, {s['output_throughput']:.1f} tok/s, "
                f"TTFT p50 {s['p50_ttft_ms']:.1f} ms, E2E p50 {s['p50_e2e_ms']:.1f} ms p99 {s['p99_e2e_ms']:.1f} ms")

@@ -63,21 +63,29 @@ class SLOs(_Strict):
 
 
 class ServingConfig(_Strict):
-    engine: Literal["iteration", "request"] = "iteration"
+    """Every field is documented in the README's serving section."""
+
+    engine: Literal["iteration", "request", "hf"] = "iteration"
     model: str = "llama-3.2-1b"
     size: Literal["full", "tiny"] = "tiny"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     weights: str = "random"
+    attention_backend: Literal["auto", "reference", "batched", "flashinfer"] = "auto"
+    cuda_graphs: bool = Field(True, description="decode iterations replay CUDA graphs (CUDA only)")
+    pinned_staging: bool = Field(True, description="host->device copies via pinned memory (CUDA only)")
     max_batch_size: int = Field(64, ge=1)
     max_tokens_per_iteration: int = Field(2048, ge=1)
     chunked_prefill: bool = Field(False, description="split prompts to fit the token budget (Orca: no)")
     block_size: int = Field(16, ge=1)
-    num_blocks: Optional[int] = Field(None, ge=1, description="KV pool size; default from kv_memory_fraction")
-    kv_memory_fraction: float = Field(0.5, gt=0, le=1, description="of free device memory after weights")
+    num_blocks: Optional[int] = Field(None, ge=1, description="KV pool size; default from the budget")
+    kv_cache_gb: Optional[float] = Field(None, gt=0, description="KV pool size in GiB")
+    kv_memory_fraction: float = Field(0.5, gt=0, le=1, description="of the tenant's memory budget after weights")
     kv_policy: Literal["paged", "reserve"] = "paged"
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0, description="0: off")
     ignore_eos: bool = True
+    save_tokens: bool = Field(False, description="requests.parquet gets each request's output token ids")
     workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
     slos: SLOs = Field(default_factory=SLOs)
     seed: int = 0
@@ -89,6 +97,9 @@ class ServingConfig(_Strict):
         spec = models.get(self.model)  # raises UnknownModel (a ValueError) with the known names
         if spec.kind != "decoder":
             raise ValueError(f"{self.model} is an encoder; serving needs a decoder")
+        if self.max_tokens_per_iteration < self.max_batch_size:
+            raise ValueError(f"max_tokens_per_iteration ({self.max_tokens_per_iteration}) must cover "
+                             f"max_batch_size ({self.max_batch_size}): else running decodes would stall")
         return self
 
     @classmethod

@@ -21,8 +21,9 @@ from tenancy.serving.block_manager import BlockManager
 from tenancy.serving.config import ServingConfig
 from tenancy.serving.model_runner import ModelRunner
 from tenancy.serving.models import max_model_len
+from tenancy.serving.request_level import RequestScheduler
 from tenancy.serving.scheduler import Scheduler
-from tenancy.serving.sequence import Sequence
+from tenancy.serving.sequence import SamplingParams, Sequence
 from tenancy.serving.workload import RequestSource, RequestSpec
 
 
@@ -52,28 +53,40 @@ class Engine(Protocol):
     def step(self) -> list[Sequence]: ...
 
 
-class LLMEngine:
-    name = "iteration"
+def eos_ids(config) -> frozenset[int]:
+    """Every EOS id of a config (Llama-3-Instruct lists several)."""
+    eos = config.eos_token_id
+    return frozenset(() if eos is None else eos if isinstance(eos, (list, tuple)) else (eos,))
 
-    def __init__(self, hf_model: torch.nn.Module, cfg: ServingConfig, max_seq_len: Optional[int] = None):
-        self.cfg = cfg
+
+class LLMEngine:
+    """`engine: iteration` (Orca) or, with the request-level scheduler, `engine: request`."""
+
+    def __init__(self, hf_model: torch.nn.Module, cfg: ServingConfig, max_seq_len: Optional[int] = None,
+                 mem_limit_bytes: Optional[int] = None):
+        self.cfg, self.name = cfg, cfg.engine
         limit = max_model_len(hf_model.config)
         cap = None
         if max_seq_len is not None:  # no point in a pool larger than a full batch of the longest request
             cap = cfg.max_batch_size * -(-max_seq_len // cfg.block_size)
-        self.runner = ModelRunner(hf_model, cfg.block_size, cfg.num_blocks, cfg.kv_memory_fraction, cap, cfg.seed)
+        longest = min((x for x in (max_seq_len, limit) if x is not None), default=None)
+        self.runner = ModelRunner(hf_model, cfg, cap, mem_limit_bytes, longest)
         self.block_manager = BlockManager(self.runner.num_blocks, cfg.block_size, cfg.kv_policy)
-        self.scheduler = Scheduler(self.block_manager, cfg.max_batch_size, cfg.max_tokens_per_iteration,
-                                   cfg.chunked_prefill, limit)
-        eos = hf_model.config.eos_token_id
+        kind = RequestScheduler if cfg.engine == "request" else Scheduler
+        self.scheduler = kind(self.block_manager, cfg.max_batch_size, cfg.max_tokens_per_iteration,
+                              cfg.chunked_prefill, limit, self.runner.model.sliding_window)
         self.vocab_size = hf_model.config.vocab_size
-        self.eos = None if cfg.ignore_eos else (eos[0] if isinstance(eos, list) else eos)
+        self.eos_ids = eos_ids(hf_model.config)
         self.stats: list[IterationStats] = []
         self.record_stats = False
 
+    def params(self, max_tokens: int) -> SamplingParams:
+        """The config's sampling parameters for a request of `max_tokens` output tokens."""
+        c = self.cfg
+        return SamplingParams(max_tokens, c.temperature, c.top_p, c.top_k, None, c.ignore_eos)
+
     def make_sequence(self, spec: RequestSpec, arrival_ns: int) -> Sequence:
-        return Sequence(spec.id, spec.prompt, spec.output_len, arrival_ns, self.cfg.temperature,
-                        self.cfg.top_p, self.eos)
+        return Sequence(spec.id, spec.prompt, self.params(spec.output_len), arrival_ns, self.eos_ids)
 
     def add(self, seq: Sequence, now_ns: int) -> bool:
         return self.scheduler.add(seq, now_ns)
@@ -92,9 +105,9 @@ class LLMEngine:
                 sched.waiting.popleft().fail("could not be scheduled on an empty engine", time.perf_counter_ns())
             return []
         t1 = time.perf_counter()
-        prepared = self.runner.prepare(batch)
+        prepared = self.runner.prepare(batch)  # includes the attention backend's plan()
         t2 = time.perf_counter()
-        tokens = self.runner.forward(prepared)  # synchronises (tokens are on the host)
+        tokens = self.runner.forward(prepared)  # the one host sync: tokens are on the host
         t3 = time.perf_counter()
         finished = sched.postprocess(batch, tokens, time.perf_counter_ns())
         if self.record_stats:
@@ -104,7 +117,7 @@ class LLMEngine:
 
     def warmup(self, prompt_len: int = 8, new_tokens: int = 2) -> None:
         """One small request through every phase (lazy init, allocator, kernels), off the clock."""
-        seq = Sequence(-1, list(range(3, 3 + prompt_len)), new_tokens)
+        seq = Sequence(-1, list(range(3, 3 + prompt_len)), SamplingParams(new_tokens))
         if self.add(seq, 0):
             while not seq.done:
                 self.step()

@@ -3,7 +3,8 @@
 requests.parquet has one row per request: ids and lengths, status/error, timestamps in seconds
 since the benchmark clock started (arrival_s, admitted_s, first_token_s, finish_s), derived
 latencies in ms (queue_ms = admission - arrival, ttft_ms, tpot_ms, e2e_ms) and
-`token_times_s`, a list column with the time of every output token (ITL = its diffs).
+`token_times_s`, a list column with the time of every output token (ITL = its diffs), and with
+`save_tokens` `output_token_ids`, the request's output token ids.
 
 Definitions: TTFT = first token - arrival; E2E = finish - arrival (finish is when the response
 is returned: the last token for the iteration-level engine, the end of the whole batch for the
@@ -26,7 +27,7 @@ from tenancy.serving.sequence import Sequence, Status
 PERCENTILES = (50, 90, 99)
 
 
-def to_frame(seqs: Iterable[Sequence], t0_ns: int, engine: str) -> pd.DataFrame:
+def to_frame(seqs: Iterable[Sequence], t0_ns: int, engine: str, tokens: bool = False) -> pd.DataFrame:
     def s(ns: Optional[int]) -> float:
         return math.nan if ns is None else (ns - t0_ns) / 1e9
 
@@ -43,6 +44,7 @@ def to_frame(seqs: Iterable[Sequence], t0_ns: int, engine: str) -> pd.DataFrame:
             queue_ms=(s(q.admitted_ns) - arrival) * 1e3, ttft_ms=ttft,
             tpot_ms=(e2e - ttft) / (n - 1) if n > 1 else math.nan, e2e_ms=e2e,
             num_preemptions=q.num_preemptions, token_times_s=times,
+            **({"output_token_ids": q.output_ids} if tokens else {}),
         ))
     df = pd.DataFrame(rows)
     return df.sort_values("request_id", ignore_index=True) if len(df) else df

@@ -1,20 +1,23 @@
 """Runs one iteration on the device: flattens the batch, owns the KV pool, samples tokens.
 
-`prepare` turns a scheduled batch into flat tensors (token ids, positions, the pool slot of
-every new token, the slots of every request's context) with a handful of vectorised ops, so its
-CPU cost grows slowly with the batch. The model then runs once over [total_tokens, hidden].
+`prepare` turns a scheduled batch into flat tensors (token ids, positions, the pool slot of each
+new token) and hands the per-request spans to the attention backend's `plan()`, once for all
+layers. The model then runs once over [total_tokens, hidden]. On CUDA, host tensors go through
+pinned memory with non-blocking copies (`pinned_staging`), decode iterations replay CUDA graphs
+(`cuda_graphs`, models/../cuda_graph.py), and the sampled tokens come back through one
+non-blocking copy and one event wait: the iteration's only host sync.
 """
 from __future__ import annotations
 
-import os
-from array import array
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
-from tenancy.serving.block_manager import cdiv
+from tenancy.serving import memory
+from tenancy.serving.config import ServingConfig
 from tenancy.serving.models import from_hf
-from tenancy.serving.models.attention import AttnMeta
+from tenancy.serving.models.attention import Spans, long_tensor, make_backend, resolve
+from tenancy.serving.sampler import Sampler
 from tenancy.serving.scheduler import Batch
 from tenancy.serving.sequence import Sequence
 
@@ -24,106 +27,113 @@ def kv_bytes_per_block(kv_shape: tuple[int, int, int], block_size: int, dtype: t
     return 2 * layers * block_size * kv_heads * head_dim * torch.empty(0, dtype=dtype).element_size()
 
 
-def auto_num_blocks(device: torch.device, bytes_per_block: int, fraction: float, cap: Optional[int]) -> int:
-    """Blocks that fit in `fraction` of the free memory (device memory on CUDA, RAM on CPU)."""
-    if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
-    else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    n = int(free * fraction) // bytes_per_block
-    return max(1, min(n, cap) if cap else n)
-
-
-def _long(values: list[int]) -> torch.Tensor:
-    """List of ints -> int64 tensor, ~3x faster than torch.tensor(list) for hundreds of items."""
-    return torch.frombuffer(array("q", values), dtype=torch.int64) if values else torch.empty(0, dtype=torch.int64)
+class Prepared(NamedTuple):
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    logits_idx: torch.Tensor
+    emitting: list[Sequence]  # requests that sample a token this iteration, in logits order
+    decode_only: bool
 
 
 class ModelRunner:
-    def __init__(self, hf_model: torch.nn.Module, block_size: int, num_blocks: Optional[int] = None,
-                 kv_memory_fraction: float = 0.5, max_blocks: Optional[int] = None, seed: int = 0):
+    def __init__(self, hf_model: torch.nn.Module, cfg: ServingConfig, max_blocks: Optional[int] = None,
+                 mem_limit_bytes: Optional[int] = None, max_seq_len: Optional[int] = None):
         self.model = from_hf(hf_model)
         param = next(self.model.parameters())
         self.device, self.dtype = param.device, param.dtype
-        self.block_size = block_size
+        cuda = self.device.type == "cuda"
+        self.pinned = cuda and cfg.pinned_staging
+        self.block_size = bs = cfg.block_size
         self.kv_shape = self.model.kv_shape
-        self.bytes_per_block = kv_bytes_per_block(self.kv_shape, block_size, self.dtype)
+        self.bytes_per_block = kv_bytes_per_block(self.kv_shape, bs, self.dtype)
+        num_blocks = cfg.num_blocks
         if num_blocks is None:
-            num_blocks = auto_num_blocks(self.device, self.bytes_per_block, kv_memory_fraction, max_blocks)
+            weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+            budget = memory.kv_budget_bytes(memory.device_total_bytes(self.device), weights,
+                                            cfg.kv_memory_fraction, cfg.kv_cache_gb, mem_limit_bytes)
+            num_blocks = memory.num_blocks_for(budget, self.bytes_per_block, max_blocks)
         self.num_blocks = num_blocks
+        self.scratch_block = num_blocks  # one extra block: padded rows of a CUDA graph write here
         layers, kv_heads, head_dim = self.kv_shape
-        shape = (num_blocks, block_size, kv_heads, head_dim)
-        self.kv_caches = [(torch.zeros(shape, dtype=self.dtype, device=self.device),
-                           torch.zeros(shape, dtype=self.dtype, device=self.device)) for _ in range(layers)]
-        self.generator = torch.Generator(self.device).manual_seed(seed)
-        self.block_offsets = torch.arange(block_size)
+        shape = (num_blocks + 1, bs, kv_heads, head_dim)
+        with torch.inference_mode():  # written only under inference mode: skips version counting
+            self.kv_caches = [(torch.zeros(shape, dtype=self.dtype, device=self.device),
+                               torch.zeros(shape, dtype=self.dtype, device=self.device)) for _ in range(layers)]
+        self.backend_name, self.backend_note = resolve(cfg.attention_backend, self.device)
+        window = self.model.sliding_window
+        self.attn = make_backend(self.backend_name, self.device, bs, window, self.h2d, self.model)
+        self.sampler = Sampler(self.device, cfg.seed)
+        self.graphs = None
+        if cuda and cfg.cuda_graphs and self.backend_name == "batched" and max_seq_len:
+            from tenancy.serving.cuda_graph import DecodeGraphs
 
-    def prepare(self, batch: Batch):
-        """Flatten the batch: ids/positions/slots for the new tokens, context slots per request."""
+            self.graphs = DecodeGraphs(self, cfg.max_batch_size, -(-max_seq_len // bs))
+
+    def h2d(self, t: torch.Tensor) -> torch.Tensor:
+        """Host tensor -> device. Pinned + non-blocking on CUDA: the copy is queued on the stream,
+        the host goes on (the caching host allocator keeps the pinned block until it completes)."""
+        if self.device.type == "cpu":
+            return t
+        if self.pinned:
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
+
+    def prepare(self, batch: Batch) -> Prepared:
+        """Flatten the batch (a tight loop: it runs for every request of every iteration)."""
         bs = self.block_size
         ids: list[int] = []
-        blocks: list[int] = []
-        block_start: list[int] = []
-        starts: list[int] = []
-        seqs_meta: list[tuple[int, int, int, int]] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        spans = Spans([], [], [], [])
         logits_idx: list[int] = []
         emitting: list[Sequence] = []
+        q_start, n_new, ctx_len, tables = spans.q_start.append, spans.n.append, spans.ctx.append, spans.blocks.append
         q0 = 0
         for seq, n in zip(batch.seqs, batch.num_new):
-            c = seq.num_computed
+            c, table, tokens = seq.num_computed, seq.block_table, seq.token_ids
             ctx = c + n
             if n == 1:
-                ids.append(seq.token_ids[c])
+                ids.append(tokens[c])
+                positions.append(c)
+                slots.append(table[c // bs] * bs + c % bs)
             else:
-                ids.extend(seq.token_ids[c:ctx])
-            b0 = len(blocks)
-            block_start.append(b0)
-            table = seq.block_table
-            blocks.extend(table if len(table) * bs < ctx + bs else table[:cdiv(ctx, bs)])
-            starts.append(c)
-            seqs_meta.append((q0, q0 + n, b0 * bs, ctx))
+                ids += tokens[c:ctx]
+                positions += range(c, ctx)
+                slots += [table[p // bs] * bs + p % bs for p in range(c, ctx)]
+            q_start(q0)
+            n_new(n)
+            ctx_len(ctx)
+            tables(table)
             q0 += n
-            if ctx == seq.num_tokens:
+            if ctx == len(tokens):
                 logits_idx.append(q0 - 1)
                 emitting.append(seq)
-        b = len(starts)
-        per_seq = _long(batch.num_new + starts + block_start)  # one host->tensor conversion
-        q_lens, start_t, block_start_t = per_seq[:b], per_seq[b:2 * b], per_seq[2 * b:]
-        if q0 == b:  # decode only: one token per request
-            positions, token_block_start = start_t, block_start_t
-        else:
-            seq_idx = torch.repeat_interleave(torch.arange(b), q_lens)
-            offset = start_t - (torch.cumsum(q_lens, 0) - q_lens)  # position - flat index
-            positions, token_block_start = torch.arange(q0) + offset[seq_idx], block_start_t[seq_idx]
-        kv_slots = (_long(blocks)[:, None] * bs + self.block_offsets).flatten()
-        slot_mapping = kv_slots[token_block_start * bs + positions]
-        dev = self.device
-        meta = AttnMeta(slot_mapping.to(dev), kv_slots.to(dev), seqs_meta, self.model.sliding_window)
-        tensors = (_long(ids).to(dev), positions.to(dev), _long(logits_idx).to(dev))
-        return tensors, meta, emitting
+        h2d = self.h2d
+        self.attn.plan(spans, h2d(long_tensor(slots)))  # its own tensor: index_copy_ is slower on a view
+        return Prepared(h2d(long_tensor(ids)), h2d(long_tensor(positions)), h2d(long_tensor(logits_idx)),
+                        emitting, q0 == len(batch.seqs))
 
     @torch.inference_mode()
-    def forward(self, prepared) -> list[int]:
-        (input_ids, positions, logits_idx), meta, emitting = prepared
-        logits = self.model(input_ids, positions, self.kv_caches, meta, logits_idx)
-        return self.sample(logits, emitting)
+    def run(self, p: Prepared) -> torch.Tensor:
+        """Model + sampling, left on the device: one token per emitting request."""
+        if self.graphs is not None and p.decode_only and self.graphs.fits(len(p.input_ids)):
+            logits = self.graphs.replay(p, self.attn)
+        else:
+            logits = self.model(p.input_ids, p.positions, self.kv_caches, self.attn, p.logits_idx)
+        return self.sampler(logits, p.emitting) if p.emitting else torch.empty(0, dtype=torch.long)
 
-    def sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
-        """Greedy by default; temperature / top-p per request from a seeded generator.
-        `.tolist()` synchronises the device, so token timestamps taken after it are real."""
-        if not seqs:
-            return []
-        greedy = logits.argmax(-1)
-        temps = [s.temperature for s in seqs]
-        if not any(temps):
-            return greedy.tolist()
-        t = torch.tensor(temps, device=logits.device, dtype=torch.float32).clamp_min(1e-5)[:, None]
-        probs = torch.softmax(logits.float() / t, dim=-1)
-        top_p = torch.tensor([s.top_p for s in seqs], device=logits.device)[:, None]
-        sorted_p, order = probs.sort(-1, descending=True)
-        drop = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest set reaching top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        choice = torch.multinomial(sorted_p, 1, generator=self.generator)
-        sampled = order.gather(-1, choice).squeeze(-1)
-        is_greedy = torch.tensor([x == 0 for x in temps], device=logits.device)
-        return torch.where(is_greedy, greedy, sampled).tolist()
+    def to_host(self, tokens: torch.Tensor) -> list[int]:
+        """The iteration's one host sync: a non-blocking copy into pinned memory, one event wait on
+        the current stream's work (never a device-wide synchronize: other tenants' streams go on)."""
+        if tokens.device.type == "cpu":
+            return tokens.tolist()
+        host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=self.pinned)
+        host.copy_(tokens, non_blocking=self.pinned)
+        if self.pinned:
+            done = torch.cuda.Event()
+            done.record()
+            done.synchronize()
+        return host.tolist()
+
+    def forward(self, p: Prepared) -> list[int]:
+        return self.to_host(self.run(p))

@@ -10,14 +10,22 @@ iteration; one prompt larger than the budget is still admitted when it is the fi
 an iteration (otherwise it could never run). With `chunked_prefill=True` prompts are split to
 fill the remaining budget, and the rest continues in the next iterations.
 
-Out of blocks (paged policy): the newest running request is preempted (blocks freed, requeued at
-the front of the queue, recomputed from prompt + generated tokens when readmitted). No request
-is admitted in an iteration that preempted, so a preempted request cannot bounce straight back.
+Out of blocks (paged policy): the running request admitted first most recently is preempted
+(blocks freed, requeued at the front of the queue, recomputed from prompt + generated tokens when
+readmitted). Running requests stay ordered by their *first* admission, so a readmitted request
+keeps its seniority and is not the next victim (no priority inversion). No request is admitted
+in an iteration that preempted, so a preempted request cannot bounce straight back.
+
+The token budget must cover the batch cap (config check), so every running decode gets its token
+in every iteration. Under a sliding window, blocks that no future query can see are freed after
+each iteration.
 """
 from __future__ import annotations
 
+from bisect import insort
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Optional
 
 from tenancy.serving.block_manager import BlockManager
 from tenancy.serving.sequence import Sequence, Status
@@ -41,14 +49,17 @@ class Batch:
 
 class Scheduler:
     def __init__(self, block_manager: BlockManager, max_batch_size: int, max_tokens_per_iteration: int,
-                 chunked_prefill: bool = False, max_model_len: int | None = None):
+                 chunked_prefill: bool = False, max_model_len: Optional[int] = None,
+                 sliding_window: Optional[int] = None):
         self.bm = block_manager
+        self.window = sliding_window
+        self.num_admitted = 0
         self.max_batch_size = max_batch_size
         self.max_tokens = max_tokens_per_iteration
         self.chunked = chunked_prefill
         self.max_model_len = max_model_len
         self.waiting: deque[Sequence] = deque()
-        self.running: list[Sequence] = []  # admission order: the last is the newest
+        self.running: list[Sequence] = []  # by first admission: the last is the newest
 
     def add(self, seq: Sequence, now_ns: int) -> bool:
         """Queue a request, or fail it at once if it can never run. Returns False if failed."""
@@ -76,16 +87,17 @@ class Scheduler:
 
     def schedule(self, now_ns: int) -> Batch:
         batch, budget, prefill_tokens = Batch(), self.max_tokens, 0
-        running, i = self.running, 0
+        running, i, bs = self.running, 0, self.bm.block_size
         while i < len(running):  # running requests first, oldest first
             seq = running[i]
-            n = seq.num_tokens - seq.num_computed
+            n = len(seq.token_ids) - seq.num_computed
             if n > 1 and self.chunked:
                 n = min(n, budget)
             if n < 1 or n > budget:
                 i += 1  # no budget left for it this iteration; it keeps its blocks
                 continue
-            while not self.bm.ensure(seq, n):
+            room = seq.num_computed + n <= len(seq.block_table) * bs  # the common decode: no new block
+            while not room and not self.bm.ensure(seq, n):
                 victim = running.pop()  # newest first; may be `seq` itself
                 self._preempt(victim)
                 batch.num_preempted += 1
@@ -108,15 +120,21 @@ class Scheduler:
             if not self.bm.ensure(seq, n):
                 break
             self.waiting.popleft()
-            seq.status = Status.RUNNING
-            if seq.admitted_ns is None:
-                seq.admitted_ns = now_ns
-            running.append(seq)
+            self._admit(seq, now_ns)
             batch.seqs.append(seq)
             batch.num_new.append(n)
             budget -= n
             prefill_tokens += n
         return batch
+
+    def _admit(self, seq: Sequence, now_ns: int) -> None:
+        seq.status = Status.RUNNING
+        if seq.admitted_ns is None:
+            seq.admitted_ns, seq.admit_order = now_ns, self.num_admitted
+            self.num_admitted += 1
+            self.running.append(seq)
+        else:  # readmitted after a preemption: back to its place by first admission
+            insort(self.running, seq, key=lambda s: s.admit_order)
 
     def postprocess(self, batch: Batch, tokens: list[int], now_ns: int) -> list[Sequence]:
         """Advance the batch by its computed tokens; `tokens` holds one sampled token for each
@@ -124,12 +142,14 @@ class Scheduler:
         finished, t = [], 0
         for seq, n in zip(batch.seqs, batch.num_new):
             seq.num_computed += n
-            if seq.num_computed < seq.num_tokens:
-                continue  # a prompt chunk: no token yet
-            if seq.append_token(tokens[t], now_ns):
-                finished.append(seq)
-                self.bm.free(seq)
-            t += 1
+            if seq.num_computed == seq.num_tokens:  # else a prompt chunk: no token yet
+                t += 1
+                if seq.append_token(tokens[t - 1], now_ns):
+                    finished.append(seq)
+                    self.bm.free(seq)
+                    continue
+            if self.window is not None:
+                self.bm.free_window(seq, self.window)
         if finished:
             self.running = [s for s in self.running if not s.done]
         return finished

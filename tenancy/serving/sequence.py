@@ -1,4 +1,5 @@
-"""A request as the engine sees it: its tokens, its KV blocks and its timestamps.
+"""A request as the engine sees it: its tokens, its sampling parameters, its KV blocks and its
+timestamps.
 
 The engine tracks one number to know what to compute next: `num_computed`, the tokens whose
 K/V are already in the cache. Tokens `[num_computed, num_tokens)` are pending: the whole prompt
@@ -11,6 +12,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Optional
 
+FREED = -1  # a block_table entry whose block slid out of the attention window and was freed
+
 
 class Status(enum.Enum):
     WAITING = "waiting"
@@ -19,28 +22,46 @@ class Status(enum.Enum):
     FAILED = "failed"
 
 
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per request, so that a request's output never depends on its neighbours in the batch.
+    temperature 0 is greedy; top_k 0 and top_p 1 disable those filters; seed None draws the
+    request's generator seed from the engine seed and the request id."""
+
+    max_tokens: int = 16
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: Optional[int] = None
+    ignore_eos: bool = False
+
+
 @dataclass(eq=False)
 class Sequence:
     id: int
     prompt: list[int]
-    max_new_tokens: int
+    params: SamplingParams = field(default_factory=SamplingParams)
     arrival_ns: int = 0
-    temperature: float = 0.0
-    top_p: float = 1.0
-    eos_token_id: Optional[int] = None  # None: run to max_new_tokens (benchmarks)
+    eos_ids: frozenset[int] = frozenset()  # every EOS id of the model's config
 
     token_ids: list[int] = field(init=False)
     status: Status = Status.WAITING
     num_computed: int = 0
     block_table: list[int] = field(default_factory=list)
     admitted_ns: Optional[int] = None  # first admission (queueing delay ends here)
+    admit_order: int = -1  # rank of the first admission: preemption takes the newest first
     token_ns: list[int] = field(default_factory=list)  # when each output token was sampled
     finish_ns: Optional[int] = None
     error: Optional[str] = None
     num_preemptions: int = 0
+    generator: object = None  # the request's own torch.Generator, made when it first samples
 
     def __post_init__(self) -> None:
         self.token_ids = list(self.prompt)
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.params.max_tokens
 
     @property
     def prompt_len(self) -> int:
@@ -69,9 +90,11 @@ class Sequence:
 
     def append_token(self, token: int, now_ns: int) -> bool:
         """Record a sampled token; returns True when the request has finished."""
-        self.token_ids.append(token)
+        tokens = self.token_ids  # hot path (every request, every iteration): no properties
+        tokens.append(token)
         self.token_ns.append(now_ns)
-        if self.num_output >= self.max_new_tokens or token == self.eos_token_id:
+        params = self.params
+        if len(tokens) - len(self.prompt) >= params.max_tokens or (token in self.eos_ids and not params.ignore_eos):
             self.status, self.finish_ns = Status.FINISHED, now_ns
             return True
         return False

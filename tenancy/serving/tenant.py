@@ -33,10 +33,14 @@ def config_for(tenant) -> ServingConfig:
 
 
 def build(tenant, device: str, seed: int) -> ServeTask:
+    """The KV pool is sized from the tenant's own budget (its MPS pinned-memory limit when set,
+    see memory.py), never from what neighbours building at the same time leave free."""
     from tenancy.serving.api import build_engine
+    from tenancy.serving.memory import parse_mem_limit
 
     cfg = config_for(tenant).model_copy(update={"seed": seed})
-    return ServeTask(cfg, build_engine(cfg, device), device)
+    limit = parse_mem_limit(tenant.mps.pinned_mem_limit) if tenant.mps else None
+    return ServeTask(cfg, build_engine(cfg, device, mem_limit_bytes=limit), device)
 
 
 def measure(task: ServeTask, sync, job, cols: dict[str, list], progress=None) -> None:

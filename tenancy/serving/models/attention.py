@@ -1,66 +1,153 @@
-"""Paged attention over a block pool, one request at a time (Orca's selective batching).
+"""Paged attention: one interface, three backends (`attention_backend`).
 
-Everything except attention runs on the flattened [total_tokens, hidden] batch. Attention needs
-each request's own context, so per layer we (1) scatter the iteration's new K/V into the pool
-through `slot_mapping`, (2) gather every request's cached K/V in one `index_select`, (3) run
-scaled_dot_product_attention per request on views of that gather, writing into one output.
+Every backend gets, once per iteration, the iteration's spans (per request: where its new
+queries start in the flat batch, how many there are, its context length after them, its block
+table) and the pool slot of every new token; `plan()` turns them into whatever the kernel needs,
+and each layer then calls the backend with q/k/v of the new tokens and its KV pool:
+
+- `reference`: one SDPA call per request (4-D inputs, so fused CPU/GPU kernels apply); the
+  oracle the other backends are tested against.
+- `batched` (models/batched.py): one call per layer for all decode rows and one for all prefill
+  rows, padded, with a mask (the CPU default, and the GPU fallback).
+- `flashinfer` (models/flashinfer.py): FlashInfer's paged kernels straight on the pool.
+
+The pool is [blocks, block_size, kv_heads, head_dim] per layer for K and for V (FlashInfer's NHD
+layout). A block table entry FREED (-1) is a block that slid out of the sliding window.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from array import array
+from typing import NamedTuple, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
 
+from tenancy.serving.sequence import FREED
 
-@dataclass
-class AttnMeta:
-    """Per-iteration attention inputs, built once by the model runner and shared by all layers."""
-
-    slot_mapping: torch.Tensor  # [T] pool slot (block * block_size + offset) of each new token
-    kv_slots: torch.Tensor  # [S] pool slots of all requests' contexts, request after request
-    # per request: (q_start, q_end, kv_start, ctx_len); queries are positions ctx_len-n .. ctx_len-1
-    seqs: list[tuple[int, int, int, int]]
-    sliding_window: Optional[int] = None
+BACKENDS = ("reference", "batched", "flashinfer")
 
 
-def _mask(n: int, ctx: int, window: Optional[int], device) -> torch.Tensor:
-    """Boolean [n, ctx] mask for n queries at the last n positions of a ctx-long context."""
-    q_pos = torch.arange(ctx - n, ctx, device=device)[:, None]
-    k_pos = torch.arange(ctx, device=device)[None, :]
+class Spans(NamedTuple):
+    """Each request's share of an iteration, one list per field (cheaper to build than an object
+    per request): request i has queries at flat rows q_start[i] .. q_start[i] + n[i] - 1, which are
+    its positions ctx[i] - n[i] .. ctx[i] - 1, and its block table blocks[i]."""
+
+    q_start: list[int]
+    n: list[int]
+    ctx: list[int]
+    blocks: list[list[int]]
+
+    def select(self, rows: list[int]) -> "Spans":
+        return Spans(*([field[i] for i in rows] for field in self))
+
+
+class Backend(Protocol):
+    name: str
+
+    def plan(self, spans: Spans, slot_mapping: torch.Tensor) -> None: ...
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
+                 v_cache: torch.Tensor, scale: float) -> torch.Tensor: ...
+
+
+def long_tensor(values: list[int]) -> torch.Tensor:
+    """List of ints -> int64 tensor, ~3x faster than torch.tensor(list) for hundreds of items."""
+    return torch.frombuffer(array("q", values), dtype=torch.int64) if values else torch.empty(0, dtype=torch.int64)
+
+
+def store_kv(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+             slot_mapping: torch.Tensor) -> None:
+    """Write the new tokens' K/V [T, KVH, D] into their pool slots."""
+    kvh, d = k.shape[1], k.shape[2]
+    k_cache.view(-1, kvh, d).index_copy_(0, slot_mapping, k)
+    v_cache.view(-1, kvh, d).index_copy_(0, slot_mapping, v)
+
+
+def window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: Optional[int]) -> torch.Tensor:
+    """Causal (and sliding-window, as transformers: the last `window` keys) boolean mask."""
     mask = k_pos <= q_pos
     if window is not None:
-        mask &= k_pos > q_pos - window  # transformers' sliding window: the last `window` tokens
+        mask &= k_pos > q_pos - window
     return mask
 
 
-def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
-                    v_cache: torch.Tensor, meta: AttnMeta, scale: float) -> torch.Tensor:
-    """q [T, H, D], k/v [T, KVH, D] for the new tokens; caches [blocks, block_size, KVH, D].
-    Returns [T, H, D]. Grouped-query attention via SDPA's enable_gqa (no K/V repeat)."""
-    kvh, d = k.shape[1], k.shape[2]
-    k_flat, v_flat = k_cache.view(-1, kvh, d), v_cache.view(-1, kvh, d)
-    k_flat.index_copy_(0, meta.slot_mapping, k)
-    v_flat.index_copy_(0, meta.slot_mapping, v)
-    keys = k_flat.index_select(0, meta.kv_slots).transpose(0, 1)  # [KVH, S, D]
-    values = v_flat.index_select(0, meta.kv_slots).transpose(0, 1)
-    queries = q.transpose(0, 1)  # [H, T, D]
-    out = torch.empty_like(queries)
-    gqa = q.shape[1] != kvh
-    window = meta.sliding_window
-    for q0, q1, kv0, ctx in meta.seqs:
-        n, lo = q1 - q0, 0
-        if window is not None and n == 1 and ctx > window:
-            lo = ctx - window  # decode under a sliding window: only the last `window` keys
-        qi = queries[:, q0:q1]
-        ki, vi = keys[:, kv0 + lo:kv0 + ctx], values[:, kv0 + lo:kv0 + ctx]
-        if n == 1:
-            o = F.scaled_dot_product_attention(qi, ki, vi, scale=scale, enable_gqa=gqa)
-        elif n == ctx and (window is None or ctx <= window):
-            o = F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale, enable_gqa=gqa)
-        else:  # a chunk after cached tokens, or a window: explicit mask
-            mask = _mask(n, ctx, window, q.device)
-            o = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=mask, scale=scale, enable_gqa=gqa)
-        out[:, q0:q1] = o
-    return out.transpose(0, 1)
+def live(blocks: list[int]) -> int:
+    """Index of the first block still held (blocks before it were freed by the window)."""
+    i = 0
+    while i < len(blocks) and blocks[i] == FREED:
+        i += 1
+    return i
+
+
+class ReferenceAttention:
+    """Today's per-request loop, kept as the oracle: gather each context, one SDPA per request."""
+
+    name = "reference"
+
+    def __init__(self, block_size: int, window: Optional[int], h2d) -> None:
+        self.block_size, self.window, self.h2d = block_size, window, h2d
+
+    def plan(self, spans: Spans, slot_mapping: torch.Tensor) -> None:
+        bs, slots, self.spans = self.block_size, [], []
+        for q0, n, ctx, blocks in zip(*spans):
+            first = live(blocks)
+            kv0 = len(slots)
+            for b in blocks[first:-(-ctx // bs)]:
+                slots.extend(range(b * bs, b * bs + bs))
+            self.spans.append((q0, n, ctx, kv0 - first * bs, first * bs))  # base: index of position 0
+        self.slot_mapping = slot_mapping
+        self.kv_slots = self.h2d(torch.tensor(slots, dtype=torch.long))
+
+    def __call__(self, q, k, v, k_cache, v_cache, scale):
+        store_kv(k, v, k_cache, v_cache, self.slot_mapping)
+        kvh, d = k.shape[1], k.shape[2]
+        keys = k_cache.view(-1, kvh, d).index_select(0, self.kv_slots).transpose(0, 1)  # [KVH, S, D]
+        values = v_cache.view(-1, kvh, d).index_select(0, self.kv_slots).transpose(0, 1)
+        queries = q.transpose(0, 1)  # [H, T, D]
+        out = torch.empty_like(queries)
+        gqa, window = q.shape[1] != kvh, self.window
+        for q0, n, ctx, base, held in self.spans:
+            lo = held if window is None else max(held, ctx - n - window + 1)  # oldest key any query sees
+            qi = queries[None, :, q0:q0 + n]
+            ki, vi = keys[None, :, base + lo:base + ctx], values[None, :, base + lo:base + ctx]
+            if n == 1:
+                o = F.scaled_dot_product_attention(qi, ki, vi, scale=scale, enable_gqa=gqa)
+            elif lo == 0 and n == ctx and (window is None or ctx <= window):
+                o = F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale, enable_gqa=gqa)
+            else:  # a chunk after cached tokens, or a window: explicit mask
+                q_pos = torch.arange(ctx - n, ctx, device=q.device)[:, None]
+                mask = window_mask(q_pos, torch.arange(lo, ctx, device=q.device)[None, :], window)
+                o = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=mask, scale=scale, enable_gqa=gqa)
+            out[:, q0:q0 + n] = o[0]
+        return out.transpose(0, 1)
+
+
+def make_backend(name: str, device: torch.device, block_size: int, window: Optional[int], h2d,
+                 model=None) -> Backend:
+    """`auto`: flashinfer on CUDA when the package imports, else batched (see `resolve`)."""
+    if name == "reference":
+        return ReferenceAttention(block_size, window, h2d)
+    if name == "batched":
+        from tenancy.serving.models.batched import BatchedAttention
+
+        return BatchedAttention(block_size, window, h2d, next(model.parameters()).dtype)
+    if name == "flashinfer":
+        from tenancy.serving.models.flashinfer import FlashInferAttention
+
+        return FlashInferAttention(block_size, window, device, model)
+    raise ValueError(f"unknown attention_backend {name!r}; have {BACKENDS}")
+
+
+def resolve(name: str, device: torch.device) -> tuple[str, Optional[str]]:
+    """The backend to use and, when `auto` had to fall back, why (it goes in the manifest)."""
+    if name != "auto":
+        if name == "flashinfer" and device.type != "cuda":
+            raise ValueError("attention_backend flashinfer needs a CUDA device")
+        return name, None
+    if device.type != "cuda":
+        return "batched", None
+    try:
+        import flashinfer  # noqa: F401
+    except ImportError as e:
+        return "batched", f"flashinfer unavailable ({e}); install tenancy[flashinfer]"
+    return "flashinfer", None

@@ -1,4 +1,4 @@
-"""GPT-2 decoder (distilgpt2): learned positions, LayerNorm, fused QKV, gelu_new.
+"""GPT-2 decoder (distilgpt2): learned positions, LayerNorm, fused QKV, the config's activation.
 
 transformers' GPT-2 stores its projections as Conv1D, weight [in, out] (transposed vs
 nn.Linear); we keep that layout and compute x @ W + b with addmm, so the state_dict loads with
@@ -7,10 +7,10 @@ nn.Linear); we keep that layout and compute x @ W + b with addmm, so the state_d
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tenancy.serving.models.attention import AttnMeta, paged_attention
+from tenancy.serving.models.activations import activation
+from tenancy.serving.models.attention import Backend
 
 
 class Conv1D(nn.Module):
@@ -31,10 +31,10 @@ class Attention(nn.Module):
         self.c_attn, self.c_proj = Conv1D(h, 3 * h), Conv1D(h, h)
         self.scale = self.head_dim ** -0.5 if getattr(config, "scale_attn_weights", True) else 1.0
 
-    def forward(self, x, kv, meta: AttnMeta):
+    def forward(self, x, kv, attn: Backend):
         t, h = x.shape
         q, k, v = self.c_attn(x).view(t, 3, self.n_heads, self.head_dim).unbind(1)
-        o = paged_attention(q, k, v, kv[0], kv[1], meta, scale=self.scale)
+        o = attn(q, k, v, kv[0], kv[1], self.scale)
         return self.c_proj(o.reshape(t, h))
 
 
@@ -43,9 +43,10 @@ class MLP(nn.Module):
         super().__init__()
         inner = config.n_inner or 4 * config.n_embd
         self.c_fc, self.c_proj = Conv1D(config.n_embd, inner), Conv1D(inner, config.n_embd)
+        self.act = activation(config.activation_function)
 
     def forward(self, x):
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))  # gelu_new
+        return self.c_proj(self.act(self.c_fc(x)))
 
 
 class Block(nn.Module):
@@ -55,16 +56,17 @@ class Block(nn.Module):
         self.ln_1, self.ln_2 = nn.LayerNorm(config.n_embd, eps=eps), nn.LayerNorm(config.n_embd, eps=eps)
         self.attn, self.mlp = Attention(config), MLP(config)
 
-    def forward(self, x, kv, meta):
-        x = x + self.attn(self.ln_1(x), kv, meta)
+    def forward(self, x, kv, attn):
+        x = x + self.attn(self.ln_1(x), kv, attn)
         return x + self.mlp(self.ln_2(x))
 
 
 class GPT2LM(nn.Module):
     def __init__(self, config):
         super().__init__()
-        if getattr(config, "scale_attn_by_inverse_layer_idx", False) or getattr(config, "reorder_and_upcast_attn", False):
-            raise NotImplementedError("GPT-2 attention variants are not supported")
+        for variant in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"):
+            if getattr(config, variant, False):
+                raise NotImplementedError(f"GPT-2 variant {variant} is not implemented by the serving model")
         self.config = config
         self.transformer = nn.Module()
         self.transformer.wte = nn.Embedding(config.vocab_size, config.n_embd)
@@ -74,13 +76,14 @@ class GPT2LM(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.sliding_window = None
         self.kv_shape = (config.n_layer, config.n_head, config.n_embd // config.n_head)
+        self.num_heads, self.attn_scale = config.n_head, self.transformer.h[0].attn.scale
 
     def tie(self) -> None:
         if getattr(self.config, "tie_word_embeddings", True):
             self.lm_head.weight = self.transformer.wte.weight
 
-    def forward(self, input_ids, positions, kv_caches, meta: AttnMeta, logits_idx) -> torch.Tensor:
+    def forward(self, input_ids, positions, kv_caches, attn: Backend, logits_idx) -> torch.Tensor:
         x = self.transformer.wte(input_ids) + self.transformer.wpe(positions)
         for block, kv in zip(self.transformer.h, kv_caches):
-            x = block(x, kv, meta)
+            x = block(x, kv, attn)
         return self.lm_head(self.transformer.ln_f(x[logits_idx]))

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tenancy.serving.models.attention import AttnMeta, paged_attention
+from tenancy.serving.models.activations import activation
+from tenancy.serving.models.attention import Backend
 
 
 class RMSNorm(nn.Module):
@@ -20,10 +21,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()  # as transformers: normalise in float32
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        # as transformers: normalise in float32, cast back, then scale (one fused op, not five)
+        return self.weight * F.rms_norm(x.float(), x.shape[-1:], eps=self.eps).to(x.dtype)
 
 
 def rope_frequencies(config) -> tuple[torch.Tensor, float]:
@@ -32,6 +31,8 @@ def rope_frequencies(config) -> tuple[torch.Tensor, float]:
 
     params = getattr(config, "rope_parameters", None) or {}
     rope_type = params.get("rope_type", "default")
+    if rope_type in ("dynamic", "longrope"):  # frequencies change with the sequence length
+        raise NotImplementedError(f"rope_type {rope_type!r} is not implemented by the serving model")
     with torch.device("cpu"):  # the model skeleton is built on meta; these must be real
         if rope_type != "default":
             return ROPE_INIT_FUNCTIONS[rope_type](config, "cpu")
@@ -58,12 +59,12 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(h, self.n_kv * d, bias=bias)
         self.o_proj = nn.Linear(self.n_heads * d, h, bias=bias)
 
-    def forward(self, x, cos, sin, kv: tuple[torch.Tensor, torch.Tensor], meta: AttnMeta):
+    def forward(self, x, cos, sin, kv: tuple[torch.Tensor, torch.Tensor], attn: Backend):
         t, d = x.shape[0], self.head_dim
         q = apply_rope(self.q_proj(x).view(t, self.n_heads, d), cos, sin)
         k = apply_rope(self.k_proj(x).view(t, self.n_kv, d), cos, sin)
         v = self.v_proj(x).view(t, self.n_kv, d)
-        o = paged_attention(q, k, v, kv[0], kv[1], meta, scale=d ** -0.5)
+        o = attn(q, k, v, kv[0], kv[1], d ** -0.5)
         return self.o_proj(o.reshape(t, self.n_heads * d))
 
 
@@ -73,9 +74,10 @@ class MLP(nn.Module):
         h, i, bias = config.hidden_size, config.intermediate_size, getattr(config, "mlp_bias", False)
         self.gate_proj, self.up_proj = nn.Linear(h, i, bias=bias), nn.Linear(h, i, bias=bias)
         self.down_proj = nn.Linear(i, h, bias=bias)
+        self.act = activation(config.hidden_act)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Layer(nn.Module):
@@ -85,8 +87,8 @@ class Layer(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, x, cos, sin, kv, meta):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv, meta)
+    def forward(self, x, cos, sin, kv, attn):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv, attn)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -102,18 +104,19 @@ class LlamaLM(nn.Module):
         self.sliding_window = getattr(config, "sliding_window", None)
         attn = self.model.layers[0].self_attn
         self.kv_shape = (config.num_hidden_layers, attn.n_kv, attn.head_dim)
+        self.num_heads, self.attn_scale = attn.n_heads, attn.head_dim ** -0.5
         self.inv_freq, self.rope_scale = rope_frequencies(config)
 
     def tie(self) -> None:
         if getattr(self.config, "tie_word_embeddings", False):
             self.lm_head.weight = self.model.embed_tokens.weight
 
-    def forward(self, input_ids, positions, kv_caches, meta: AttnMeta, logits_idx) -> torch.Tensor:
+    def forward(self, input_ids, positions, kv_caches, attn: Backend, logits_idx) -> torch.Tensor:
         x = self.model.embed_tokens(input_ids)
         freqs = positions[:, None].float() * self.inv_freq.to(x.device)[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # [T, 1, D]
         cos, sin = (emb.cos() * self.rope_scale).to(x.dtype), (emb.sin() * self.rope_scale).to(x.dtype)
         for layer, kv in zip(self.model.layers, kv_caches):
-            x = layer(x, cos, sin, kv, meta)
+            x = layer(x, cos, sin, kv, attn)
         x = self.model.norm(x[logits_idx])  # only the rows that sample a token
         return self.lm_head(x)
