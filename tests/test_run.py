@@ -40,9 +40,13 @@ def test_run_writes_the_four_files(pair_run):
     assert manifest["environment"]["torch"] and manifest["environment"]["cpu_count"] >= 1
     assert [(t["phase"], t["tenant"], t["status"]) for t in manifest["tenants"]] == [
         ("solo", "enc", "ok"), ("solo", "dec", "ok"), ("shared", "enc", "ok"), ("shared", "dec", "ok")]
-    # at most the first sample (released a few ms before the others) falls outside the window
-    assert all(t["overlap"] >= 1 - 1 / FAST["iterations"] for t in manifest["tenants"])
-    assert [t["overlap"] for t in manifest["tenants"][:2]] == [1.0, 1.0]
+    # each tenant's overlap is the share of its required samples inside its launch's window
+    # (how much that is depends on how the scheduler released the tenants: not asserted)
+    samples = pd.read_parquet(pair_run / "samples.parquet")
+    for t in manifest["tenants"]:
+        mine = samples[(samples["phase"] == t["phase"]) & (samples["tenant"] == t["tenant"]) & ~samples["extra"]]
+        assert t["overlap"] == pytest.approx(mine["in_window"].mean())
+    assert [t["overlap"] for t in manifest["tenants"] if t["phase"] == "solo"] == [1.0, 1.0]
 
 
 def test_summary_and_metrics_agree_with_the_samples(pair_run):
@@ -82,14 +86,16 @@ def test_window_rule_fast_tenant_keeps_running_for_the_slow_one(pair_run):
     assert (~enc["extra"]).sum() == FAST["iterations"] and (~dec["extra"]).sum() == FAST["iterations"]
     assert enc["extra"].sum() > 0, "the fast tenant stopped instead of keeping the slow one company"
     assert enc["end_ns"].max() >= dec["end_ns"].max() - dec["latency_ms"].max() * 1e6 * 1.5
-    # the slow tenant's samples are all co-located, and the window bounds every in-window sample
-    assert dec["in_window"].iloc[1:].all()
+    # the slow tenant's samples are co-located from the fast one's start on, and the window
+    # bounds every in-window sample
+    assert dec.loc[dec["start_ns"] >= enc["start_ns"].min(), "in_window"].all()
     start = shared.groupby("tenant")["start_ns"].min().max()
     end = shared.groupby("tenant")["end_ns"].max().min()
     inside = (np.minimum(shared["end_ns"], end) - np.maximum(shared["start_ns"], start)).clip(lower=0)
     share = inside / (shared["end_ns"] - shared["start_ns"])
     assert (share[shared["in_window"]] >= 0.9).all() and (share[~shared["in_window"]] < 0.9).all()
-    assert (~enc["in_window"]).sum() >= 1, "samples after the slow tenant stopped must be excluded"
+    assert not enc.loc[enc["start_ns"] >= dec["end_ns"].max(), "in_window"].any(), \
+        "samples after the slow tenant stopped must be excluded"
 
 
 def test_results_never_overwrite_a_run(pair_run, tmp_path):
