@@ -14,6 +14,7 @@ from rich.table import Table
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, TenancyError
 
 console = Console(stderr=True)
+HANG_UP = (signal.SIGTERM, signal.SIGHUP)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,7 +152,8 @@ def _raise_interrupt(signum, frame):
 
 def main() -> None:
     """Console entry point: every expected failure is one line and an exit code."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    for sig in HANG_UP:  # a dropped ssh session ends the run like Ctrl-C: cleanup runs, samples are kept
+        signal.signal(sig, _raise_interrupt)
     try:
         cli(standalone_mode=False)
     except TenancyError as err:
@@ -171,8 +173,8 @@ def main() -> None:
                       markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_FAILED)
     finally:  # the exit code is decided: a late Ctrl-C must not turn teardown into a traceback
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, *HANG_UP):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

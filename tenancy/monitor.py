@@ -134,7 +134,8 @@ def sample_loop(reader, conn, interval_s: float, clock=time.perf_counter_ns) -> 
 
 def sampler_main(conn, spec: str, gpu: str | None, interval_s: float) -> None:
     """Entry point of the sampler process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner stops us after saving what we have
+    for sig in (signal.SIGINT, signal.SIGHUP):  # sent to the whole group; the runner stops us after saving
+        signal.signal(sig, signal.SIG_IGN)
     try:
         reader = make_reader(spec, gpu)
     except Exception as err:

@@ -7,9 +7,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from tenancy import analysis, environment, results, sharing
+from tenancy import analysis, environment, gpu, preflight, results, sharing
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from tenancy.launch import Interrupted, Launch, Outcome
+from tenancy.launch import Interrupted, Launch, Outcome, environ
 from tenancy.monitor import Monitor
 from tenancy.scenario import Scenario
 from tenancy.tenant import COLUMNS, Job
@@ -53,6 +53,9 @@ class Runner:
         self.overlaps: dict[str, float] = {}
         self.requests: list[pd.DataFrame] = []  # serving tenants: one row per request
         self.monitor = Monitor(scenario.monitor_interval_ms, scenario.device)
+        env = environment.collect()
+        card = gpu.current(env["gpus"])[0]
+        self.process_env = gpu.process_env(card)  # every process we start names the GPU by UUID
         self.manifest: dict[str, Any] = {
             "schema_version": results.SCHEMA_VERSION,
             "created": results.utc_now(),
@@ -60,11 +63,13 @@ class Runner:
             "scenario_file": source,
             "scenario": scenario.model_dump(),
             "threads_per_tenant": default_threads(scenario),
-            "environment": environment.collect(),
+            "environment": env,
+            "gpu": {k: card[k] for k in ("index", "uuid", "name")} if card else None,
+            "process_env": self.process_env,
             "sharing": {"mode": scenario.sharing},
             "monitor": self.monitor.info,
             "tenants": self.statuses,
-            "warnings": [],
+            "warnings": preflight.mps_warnings(env["mps_daemons"]),
         }
 
     def jobs(self, phase: str, repeat: int, instances, env: Callable[[Any], dict[str, str]]) -> list[Job]:
@@ -79,8 +84,9 @@ class Runner:
         self._write()
         code = EXIT_OK
         try:
-            self.monitor.start()
-            code = self._phases()
+            with environ(self.process_env), self.mode.isolated():
+                self.monitor.start()
+                code = self._phases()
         except (Interrupted, KeyboardInterrupt):
             self.manifest["status"] = "interrupted"
             code = EXIT_INTERRUPTED
@@ -107,7 +113,8 @@ class Runner:
         s = self.scenario
         for repeat in range(s.repeats):
             for t in s.distinct():
-                self._launch(Launch(self.jobs("solo", repeat, [(t, 0)], lambda t: {}), self.on_event), self.mode.launch_solo)
+                self._launch(Launch(self.jobs("solo", repeat, [(t, 0)], self.mode.solo_env), self.on_event),
+                             self.mode.launch_solo)
         failed = [r for r in self.statuses if r["status"] != "ok"]
         if failed:
             self.manifest["warnings"].append(f"shared phase skipped: solo run of {failed[0]['tenant']} "
@@ -159,7 +166,7 @@ class Runner:
                 self.requests.append(req)
             self.statuses.append({"phase": j.phase, "repeat": j.repeat, "tenant": t["name"], "copy": j.copy,
                                   "status": o.status, "message": o.message, "pid": o.pid,
-                                  "exitcode": o.exitcode, "samples": len(df)})
+                                  "exitcode": o.exitcode, "samples": len(df), "env": sharing.recorded_env(j.env)})
         launch_df = analysis.mark_window(pd.concat(frames, ignore_index=True))
         for (tenant, copy), frac in analysis.overlap(launch_df).items():
             for r in self.statuses[-len(frames):]:

@@ -32,7 +32,7 @@ class Job:
     min_duration_s: float
     threads: int
     seed: int
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)  # None: variable removed
     slot: int = 0  # position in its launch (set by the launcher): its done flag
 
     @property
@@ -144,6 +144,16 @@ def _classify(err: BaseException) -> tuple[str, str]:
 
 def process_main(job: Job, sync, queue) -> None:
     """Entry point of a spawned tenant process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher owns Ctrl-C and stops us cleanly
-    os.environ.update(job.env)
+    for sig in (signal.SIGINT, signal.SIGHUP):  # sent to the whole group; the launcher stops us cleanly
+        signal.signal(sig, signal.SIG_IGN)
+    apply_env(job.env)
     run_tenant(job, sync, queue)
+
+
+def apply_env(env: dict[str, str | None]) -> None:
+    """Set os.environ from `env`; a None value removes the variable."""
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

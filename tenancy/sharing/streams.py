@@ -78,7 +78,8 @@ def run_threads(launch: Launch) -> dict[str, Outcome]:
 
 def child_main(jobs: list[Job], bridge: ProcessSync, out_q, threads: int) -> None:
     """The streams process: one thread per tenant; this thread forwards and relays the barrier."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and stops us through `bridge`
+    for sig in (signal.SIGINT, signal.SIGHUP):  # sent to the whole group; the parent stops us through `bridge`
+        signal.signal(sig, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(threads)
