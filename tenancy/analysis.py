@@ -56,6 +56,7 @@ def summarize(samples: pd.DataFrame) -> pd.DataFrame:
             "mean_ms": mean, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "std_ms": std,
             "cv": std / mean if mean else np.nan, "iqr_over_median": (q75 - q25) / p50 if p50 else np.nan,
             "items_per_s": first["batch"] * 1000.0 / mean,
+            "host_share": g["host_ms"].mean() / ((g["end_ns"] - g["start_ns"]).mean() / 1e6),
             "tokens_per_s": np.nan, "prefill_ms": np.nan, "decode_ms_per_token": np.nan,
         }
         if first["task"] == "generate":
