@@ -36,7 +36,7 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
         device: str | None, nsys: bool, mps_exclusive_process: bool) -> None:
     """Run SCENARIO: each tenant alone, then all together; write a run directory."""
     from tenancy import nsys as nsys_mod
-    from tenancy import results, sharing
+    from tenancy import preflight, results, sharing
     from tenancy.matrix import load_single
     from tenancy.runner import Runner, resolve
 
@@ -44,6 +44,7 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
     if mps_exclusive_process:
         scenario = scenario.model_copy(update={"mps_exclusive_process": True})
     sharing.get(scenario.sharing).check(scenario, scenario.device)
+    preflight.check(scenario)  # memory (GPU and host) and the card's compute mode, before anything starts
     if nsys_mod.is_profiled_run(out):  # we are the run that nsys profiles: its directory is ready
         run_dir = Path(out)
     elif nsys:
