@@ -71,6 +71,33 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
     sys.exit(code)
 
 
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON (for scripts).")
+def doctor_cmd(as_json: bool) -> None:
+    """Check this machine before a study: GPUs, driver and torch, MPS, nsys, NVML, memory.
+
+    Exit 0 when nothing blocks a GPU run here, 1 when something does (each row says how to fix it).
+    """
+    import json
+
+    from tenancy import doctor
+
+    rows = doctor.checks()
+    if as_json:
+        click.echo(json.dumps(doctor.as_json(rows), indent=2))
+    else:
+        table = Table(title="tenancy doctor")
+        for col in ("check", "status", "detail", "fix"):
+            table.add_column(col, overflow="fold")
+        colours = {"ok": "green", "info": "cyan", "warn": "yellow", "block": "bold red"}
+        for r in rows:
+            table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", r.detail, r.fix)
+        Console().print(table)
+        blocking = [r.name for r in rows if r.status == "block"]
+        Console().print(f"blocked by: {', '.join(blocking)}" if blocking else "nothing blocks a run here")
+    sys.exit(1 if doctor.blocked(rows) else 0)
+
+
 @cli.command("models")
 def models_cmd() -> None:
     """List the model zoo with parameter counts and weight memory."""
