@@ -64,6 +64,6 @@ def mps_warnings(daemons: list[dict[str, Any]]) -> list[str]:
     """A warning for MPS daemons and servers that are not ours."""
     if not daemons:
         return []
-    listed = ", ".join(f"{d['program']} pid {d['pid']} (pipe dir {d['pipe_dir'] or 'unreadable'})" for d in daemons[:4])
+    listed = ", ".join(f"{d['program']} pid {d['pid'] or '?'} (pipe dir {d['pipe_dir'] or 'unreadable'})" for d in daemons[:4])
     return [f"MPS processes not started by this run: {listed}; our tenants are kept off them (outside our "
             "MPS sessions they see an empty private CUDA_MPS_PIPE_DIRECTORY), but their clients share the GPU"]
