@@ -72,7 +72,7 @@ class Runner:
             "warnings": preflight.mps_warnings(env["mps_daemons"]),
         }
 
-    def jobs(self, phase: str, repeat: int, instances, env: Callable[[Any], dict[str, str]]) -> list[Job]:
+    def jobs(self, phase: str, repeat: int, instances, env: Callable[[Any], sharing.Env]) -> list[Job]:
         s = self.scenario
         return [Job(tenant=t.model_dump(), copy=c, phase=phase, repeat=repeat, device=s.device,
                     iterations=s.iterations, warmup=s.warmup, min_duration_s=s.min_duration_s,
