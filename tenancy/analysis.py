@@ -69,7 +69,9 @@ def _distribution(g: pd.DataFrame) -> dict[str, Any]:
            "p99_ms": p99, "std_ms": std, "cv": std / mean if mean else np.nan,
            "iqr_over_median": (q75 - q25) / med if med else np.nan,
            "items_per_s": first["batch"] * 1000.0 / mean, "tokens_per_s": np.nan,
-           "prefill_ms": np.nan, "decode_ms_per_token": np.nan}
+           "prefill_ms": np.nan, "decode_ms_per_token": np.nan,
+           # the host's share of each iteration's wall time: near 1, the tenant is launch-bound
+           "host_share": g["host_ms"].mean() / ((g["end_ns"] - g["start_ns"]).mean() / 1e6)}
     if first["task"] == "generate":
         row["tokens_per_s"] = first["batch"] * first["new_tokens"] * 1000.0 / mean
     if first["task"] in ("generate", OPEN_LOOP):  # serve: prefill_ms is TTFT, decode is TPOT

@@ -14,6 +14,7 @@ from rich.table import Table
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, TenancyError
 
 console = Console(stderr=True)
+HANG_UP = (signal.SIGTERM, signal.SIGHUP)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,7 +36,7 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
         device: str | None, nsys: bool, mps_exclusive_process: bool) -> None:
     """Run SCENARIO: each tenant alone, then all together; write a run directory."""
     from tenancy import nsys as nsys_mod
-    from tenancy import results, sharing
+    from tenancy import preflight, results, sharing
     from tenancy.matrix import load_single
     from tenancy.runner import Runner, resolve
 
@@ -43,6 +44,7 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
     if mps_exclusive_process:
         scenario = scenario.model_copy(update={"mps_exclusive_process": True})
     sharing.get(scenario.sharing).check(scenario, scenario.device)
+    preflight.check(scenario)  # memory (GPU and host) and the card's compute mode, before anything starts
     if nsys_mod.is_profiled_run(out):  # we are the run that nsys profiles: its directory is ready
         run_dir = Path(out)
     elif nsys:
@@ -67,6 +69,33 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
     elif code == EXIT_FAILED:
         console.print(f"[red]run failed[/]: {runner.failure()} (results kept in {run_dir})")
     sys.exit(code)
+
+
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON (for scripts).")
+def doctor_cmd(as_json: bool) -> None:
+    """Check this machine before a study: GPUs, driver and torch, MPS, nsys, NVML, memory.
+
+    Exit 0 when nothing blocks a GPU run here, 1 when something does (each row says how to fix it).
+    """
+    import json
+
+    from tenancy import doctor
+
+    rows = doctor.checks()
+    if as_json:
+        click.echo(json.dumps(doctor.as_json(rows), indent=2))
+    else:
+        table = Table(title="tenancy doctor")
+        for col in ("check", "status", "detail", "fix"):
+            table.add_column(col, overflow="fold")
+        colours = {"ok": "green", "info": "cyan", "warn": "yellow", "block": "bold red"}
+        for r in rows:
+            table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", r.detail, r.fix)
+        Console().print(table)
+        blocking = [r.name for r in rows if r.status == "block"]
+        Console().print(f"blocked by: {', '.join(blocking)}" if blocking else "nothing blocks a run here")
+    sys.exit(1 if doctor.blocked(rows) else 0)
 
 
 @cli.command("models")
@@ -154,7 +183,8 @@ def _raise_interrupt(signum, frame):
 
 def main() -> None:
     """Console entry point: every expected failure is one line and an exit code."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    for sig in HANG_UP:  # a dropped ssh session ends the run like Ctrl-C: cleanup runs, samples are kept
+        signal.signal(sig, _raise_interrupt)
     try:
         cli(standalone_mode=False)
     except TenancyError as err:
@@ -174,8 +204,8 @@ def main() -> None:
                       markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_FAILED)
     finally:  # the exit code is decided: a late Ctrl-C must not turn teardown into a traceback
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, *HANG_UP):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from threading import BrokenBarrierError
 from typing import Callable, Iterator
 
 from tenancy.sync import ProcessSync
-from tenancy.tenant import Job, process_main
+from tenancy.tenant import Job, apply_env, process_main
 
 GRACE_S = 20.0  # how long interrupted tenants get to hand in their samples
 STUCK_S = 300.0  # after a tenant failed: longer, a serving tenant finishes its workload pass first
@@ -90,18 +90,15 @@ class Interrupted(Exception):
 
 
 @contextmanager
-def environ(extra: dict[str, str]) -> Iterator[None]:
-    """Spawned children inherit os.environ at start: the env is in place before any import."""
+def environ(extra: dict[str, str | None]) -> Iterator[None]:
+    """Spawned children inherit os.environ at start: the env is in place before any import.
+    A None value removes the variable for the duration."""
     saved = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
+    apply_env(extra)
     try:
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        apply_env(saved)
 
 
 def run_processes(launch: Launch) -> dict[str, Outcome]:

@@ -32,11 +32,33 @@ NVML_READER = "tenancy.monitor:NvmlReader"
 START_TIMEOUT_S = 60.0
 FIELDS = ("gpu_util_pct", "mem_util_pct", "mem_used_mib", "mem_total_mib", "sm_clock_mhz", "mem_clock_mhz",
           "power_w", "energy_j", "temperature_c", "throttle_reasons", "throttle", "n_processes", "processes")
-IDLE_BIT = 0x1  # "GPU idle" is a clocks event reason, not throttling
+THROTTLING_BITS = 0x4 | 0x8 | 0x20 | 0x40 | 0x80 | 0x200 | 0x400
+"""Clock event reasons that are throttling: SW power cap, HW slowdown, SW/HW thermal slowdown, HW
+power brake, board limit, reliability. Not: GPU idle (0x1), application clocks setting (0x2), sync
+boost (0x10), display clock setting (0x100), which limit clocks by choice or by design."""
+POWER_NOTE = ("power_w is nvmlDeviceGetPowerUsage: a 1 s average on Ampere (except GA100: A100, A30) and newer "
+              "(H100, H200), instantaneous on GA100 and older; energy_j, the total-energy counter, means the same "
+              "everywhere and is what every energy figure uses")
+# Per field, NVML calls in order of preference: a driver may lack the newer one (clock *event*
+# reasons since R535; the _v3 process list), pynvml then raises NVMLError_FunctionNotFound, or
+# NVMLLibraryMismatchError (a plain Exception) from its unversioned wrappers.
+SOURCES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "utilization": (("nvmlDeviceGetUtilizationRates", ()),),
+    "memory": (("nvmlDeviceGetMemoryInfo", ()),),
+    "sm_clock": (("nvmlDeviceGetClockInfo", ("NVML_CLOCK_SM",)),),
+    "mem_clock": (("nvmlDeviceGetClockInfo", ("NVML_CLOCK_MEM",)),),
+    "power": (("nvmlDeviceGetPowerUsage", ()),),
+    "energy": (("nvmlDeviceGetTotalEnergyConsumption", ()),),
+    "temperature": (("nvmlDeviceGetTemperature", ("NVML_TEMPERATURE_GPU",)),),
+    "clock_reasons": (("nvmlDeviceGetCurrentClocksEventReasons", ()),
+                      ("nvmlDeviceGetCurrentClocksThrottleReasons", ())),
+    "processes": (("nvmlDeviceGetComputeRunningProcesses", ()), ("nvmlDeviceGetComputeRunningProcesses_v2", ())),
+}
 
 
 class NvmlReader:
-    """One sample of one GPU through NVML; a field the card does not support is None."""
+    """One sample of one GPU through NVML; a field this driver does not answer is None, and the
+    reason is kept in `errors` (each field fails alone)."""
 
     def __init__(self, gpu: str | None = None) -> None:
         import pynvml
@@ -50,36 +72,60 @@ class NvmlReader:
         prefix = "nvmlClocksEventReason" if hasattr(pynvml, "nvmlClocksEventReasonGpuIdle") else "nvmlClocksThrottleReason"
         self.reasons = {name[len(prefix):]: getattr(pynvml, name) for name in dir(pynvml)
                         if name.startswith(prefix) and name[len(prefix):] not in ("All", "None", "Unknown")}
+        self.sources = {field: list(chain) for field, chain in SOURCES.items()}
+        self.used: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
 
     def describe(self) -> dict[str, Any]:
-        return {"gpu": self.gpu, "name": self._get(self.nvml.nvmlDeviceGetName),
-                "uuid": self._get(self.nvml.nvmlDeviceGetUUID)}
+        self.read()  # one sample decides which call answers each field
+        arch = self._call("nvmlDeviceGetArchitecture", ())
+        names = {getattr(self.nvml, k): k.removeprefix("NVML_DEVICE_ARCH_").lower() for k in dir(self.nvml)
+                 if k.startswith("NVML_DEVICE_ARCH_")}
+        return {"gpu": self.gpu, "name": self._call("nvmlDeviceGetName", ()),
+                "uuid": self._call("nvmlDeviceGetUUID", ()), "architecture": names.get(arch, arch),
+                "fields": dict(self.used), "fields_unanswered": dict(self.errors), "power_note": POWER_NOTE}
 
-    def _get(self, fn, *args):
-        try:
-            return fn(self.handle, *args)
-        except self.nvml.NVMLError:
-            return None
+    def _call(self, name: str, args: tuple[str, ...]):
+        """One NVML call on our GPU; raises whatever pynvml raises."""
+        fn = getattr(self.nvml, name, None)
+        if fn is None:
+            raise AttributeError(f"pynvml has no {name}")
+        return fn(self.handle, *(getattr(self.nvml, a) for a in args))
+
+    def _value(self, field: str):
+        """The field from the first call that answers; that call is tried first from then on."""
+        chain = self.sources[field]
+        failures = []
+        for i, (name, args) in enumerate(chain):
+            try:
+                value = self._call(name, args)
+            except Exception as err:  # NVMLError, NVMLLibraryMismatchError, AttributeError: this call only
+                failures.append(f"{name}: {type(err).__name__}: {' '.join(str(err).split())[:120]}")
+                continue
+            chain.insert(0, chain.pop(i))
+            self.used[field] = name
+            self.errors.pop(field, None)
+            return value
+        self.errors[field] = "; ".join(failures)
+        return None
 
     def read(self) -> dict[str, Any]:
-        n = self.nvml
-        util = self._get(n.nvmlDeviceGetUtilizationRates)
-        mem = self._get(n.nvmlDeviceGetMemoryInfo)
-        power = self._get(n.nvmlDeviceGetPowerUsage)
-        energy = self._get(n.nvmlDeviceGetTotalEnergyConsumption)
-        reasons_fn = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or n.nvmlDeviceGetCurrentClocksThrottleReasons
-        mask = self._get(reasons_fn)
-        procs = self._get(n.nvmlDeviceGetComputeRunningProcesses) or []
+        util = self._value("utilization")
+        mem = self._value("memory")
+        power = self._value("power")
+        energy = self._value("energy")
+        mask = self._value("clock_reasons")
+        procs = self._value("processes") or []
         return {
             "gpu_util_pct": util.gpu if util else None,
             "mem_util_pct": util.memory if util else None,
             "mem_used_mib": mem.used / 2**20 if mem else None,
             "mem_total_mib": mem.total / 2**20 if mem else None,
-            "sm_clock_mhz": self._get(n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_SM),
-            "mem_clock_mhz": self._get(n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_MEM),
+            "sm_clock_mhz": self._value("sm_clock"),
+            "mem_clock_mhz": self._value("mem_clock"),
             "power_w": power / 1000 if power is not None else None,
             "energy_j": energy / 1000 if energy is not None else None,
-            "temperature_c": self._get(n.nvmlDeviceGetTemperature, n.NVML_TEMPERATURE_GPU),
+            "temperature_c": self._value("temperature"),
             "throttle_reasons": mask,
             "throttle": "|".join(k for k, bit in self.reasons.items() if mask and mask & bit) if mask is not None else None,
             "processes": [(p.pid, (p.usedGpuMemory or 0) / 2**20) for p in procs],
@@ -134,7 +180,8 @@ def sample_loop(reader, conn, interval_s: float, clock=time.perf_counter_ns) -> 
 
 def sampler_main(conn, spec: str, gpu: str | None, interval_s: float) -> None:
     """Entry point of the sampler process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner stops us after saving what we have
+    for sig in (signal.SIGINT, signal.SIGHUP):  # sent to the whole group; the runner stops us after saving
+        signal.signal(sig, signal.SIG_IGN)
     try:
         reader = make_reader(spec, gpu)
     except Exception as err:
@@ -330,7 +377,7 @@ def summarize(gpu: pd.DataFrame, samples: pd.DataFrame) -> list[dict[str, Any]]:
             "gpu_util_mean_pct": mean("gpu_util_pct"), "mem_util_mean_pct": mean("mem_util_pct"),
             "mem_used_peak_mib": peak("mem_used_mib"), "sm_clock_mean_mhz": mean("sm_clock_mhz"),
             "power_mean_w": mean("power_w"), "temperature_max_c": peak("temperature_c"),
-            "throttled_share": float(((mask & ~IDLE_BIT) != 0).mean()) if len(mask) else None,
+            "throttled_share": float(((mask & THROTTLING_BITS) != 0).mean()) if len(mask) else None,
             "energy_j": None if np.isnan(energy) else energy, "items": items,
             "j_per_item": energy / items if items and not np.isnan(energy) else None,
             "j_per_token": energy / tokens if tokens and not np.isnan(energy) else None,

@@ -3,7 +3,8 @@
 The CLI creates the run directory, then starts `nsys profile` on `python -m tenancy run ... --out
 <that directory>` with MARKER_ENV naming it (so the inner run writes there and does not profile
 itself again). nsys traces CUDA, NVTX and OS runtime calls of the whole process tree (spawned
-tenants, the streams process, the monitor). Afterwards `nsys stats` exports the kernel summary
+tenants, the streams process, the monitor; our MPS daemon is started without nsys' injection
+environment, see mps_daemon.py). Afterwards `nsys stats` exports the kernel summary
 (cuda_gpu_kern_sum) as nsys/kernels.csv; the manifest's `nsys` block names both files.
 """
 from __future__ import annotations
@@ -37,8 +38,10 @@ def find_nsys() -> str:
 
 
 def profile_command(nsys: str, report: Path, command: list[str]) -> list[str]:
-    """`nsys profile` around `command`, following every process it starts."""
-    return [nsys, "profile", f"--trace={TRACE}", "--trace-fork-before-exec=true", "--sample=none",
+    """`nsys profile` around `command`: spawned processes exec, and nsys traces children that exec
+    by default (--trace-fork-before-exec matters only for fork without exec, and relies on
+    behaviour POSIX leaves undefined, so it is not used)."""
+    return [nsys, "profile", f"--trace={TRACE}", "--sample=none",
             "--cpuctxsw=none", "--force-overwrite=true", f"--output={report}", *command]
 
 

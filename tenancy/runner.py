@@ -8,10 +8,10 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from tenancy import analysis, environment, results, sharing
+from tenancy import analysis, environment, gpu, preflight, results, sharing
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from tenancy.hostload import WARN_CORES, HostLoad
-from tenancy.launch import Interrupted, Launch, Outcome
+from tenancy.launch import Interrupted, Launch, Outcome, environ
 from tenancy.monitor import Monitor
 from tenancy.scenario import Scenario
 from tenancy.tenant import COLUMNS, Job
@@ -58,6 +58,9 @@ class Runner:
         self.launched: list[tuple[str, int, str, int]] = []  # (phase, repeat, tenant, copy)
         self.host = HostLoad()
         self.monitor = Monitor(scenario.monitor_interval_ms, scenario.device)
+        env = environment.collect()
+        card = gpu.current(env["gpus"])[0]
+        self.process_env = gpu.process_env(card)  # every process we start names the GPU by UUID
         self.manifest: dict[str, Any] = {
             "schema_version": results.SCHEMA_VERSION,
             "created": results.utc_now(),
@@ -65,7 +68,9 @@ class Runner:
             "scenario_file": source,
             "scenario": scenario.model_dump(),
             "threads_per_tenant": default_threads(scenario),
-            "environment": environment.collect(),
+            "environment": env,
+            "gpu": {k: card[k] for k in ("index", "uuid", "name")} if card else None,
+            "process_env": self.process_env,
             "orders": phase_orders(scenario.repeats, scenario.seed, scenario.sharing),
             "sharing": {"mode": scenario.sharing, "sessions": []},
             "host_load": [],
@@ -73,10 +78,10 @@ class Runner:
             "incomplete": [],
             "monitor": self.monitor.info,
             "tenants": self.statuses,
-            "warnings": [],
+            "warnings": preflight.mps_warnings(env["mps_daemons"]),
         }
 
-    def jobs(self, phase: str, repeat: int, instances, env: Callable[[Any], dict[str, str]]) -> list[Job]:
+    def jobs(self, phase: str, repeat: int, instances, env: Callable[[Any], sharing.Env]) -> list[Job]:
         s = self.scenario
         return [Job(tenant=t.model_dump(), copy=c, phase=phase, repeat=repeat, device=s.device,
                     iterations=s.iterations, warmup=s.warmup, min_duration_s=s.min_duration_s,
@@ -88,8 +93,9 @@ class Runner:
         self._write()
         code = EXIT_OK
         try:
-            self.monitor.start()
-            code = self._repeats()
+            with environ(self.process_env), self.mode.isolated():
+                self.monitor.start()
+                code = self._repeats()
         except (Interrupted, KeyboardInterrupt):
             self.manifest["status"] = "interrupted"
             code = EXIT_INTERRUPTED
@@ -130,7 +136,8 @@ class Runner:
 
     def _solo(self, repeat: int) -> bool:
         for t in self.scenario.distinct():
-            self._launch(Launch(self.jobs("solo", repeat, [(t, 0)], lambda t: {}), self.on_event), self.mode.launch_solo)
+            self._launch(Launch(self.jobs("solo", repeat, [(t, 0)], self.mode.solo_env), self.on_event),
+                         self.mode.launch_solo)
             if not self._launch_ok():
                 return False
         return True
@@ -193,7 +200,8 @@ class Runner:
                 self.requests.append(req)
             self.statuses.append({"phase": j.phase, "repeat": j.repeat, "tenant": t["name"], "copy": j.copy,
                                   "status": o.status, "message": o.message, "pid": o.pid,
-                                  "exitcode": o.exitcode, "threads": j.threads, "samples": len(df)})
+                                  "exitcode": o.exitcode, "threads": j.threads, "samples": len(df),
+                                  "env": sharing.recorded_env(j.env)})
         launch_df = analysis.mark_window(pd.concat(frames, ignore_index=True), launch.stopped_ns)
         if launch.stopped_ns is not None:
             self.manifest["window_closed_early"].append(

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tenancy import environment, estimate, results
+from tenancy import environment, preflight, results
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, TenancyError
 from tenancy.matrix import Expanded, expand_file
 from tenancy.scenario import Scenario
@@ -80,7 +80,7 @@ def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmu
     from tenancy.runner import resolve, resolve_on
 
     gpus = environment.nvml_gpus()
-    capacity = min((g["memory_total_mib"] for g in gpus), default=None)
+    host = environment.host_memory_mib()["available_mib"]
     params: dict[tuple[str, str], int] = {}
     out = []
     for r in runs:
@@ -92,16 +92,13 @@ def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmu
                 raise
             p.scenario = resolve_on("cuda", r.scenario, iterations, warmup)  # planning a GPU study on a laptop
             p.skip = "no GPU here: capacity not checked"
-        p.memory = estimate.run_mib(p.scenario, params)
+        why, p.memory = preflight.refusal(p.scenario, gpus, host, params)
         if not p.skip:
             try:
                 sharing.get(p.scenario.sharing).check(p.scenario, p.scenario.device)
             except TenancyError as err:
                 p.skip = f"unavailable: {err}"
-        if not p.skip and p.scenario.device == "cuda" and capacity is not None \
-                and p.memory["peak_mib"] > capacity:
-            p.skip = (f"too big: needs ~{p.memory['peak_mib'] / 1024:.1f} GiB, "
-                      f"the GPU has {capacity / 1024:.1f} GiB")
+        p.skip = p.skip or why
         out.append(p)
     return out
 
@@ -273,15 +270,16 @@ def default_study_dir(sources: list[str]) -> Path:
 def dry_run_table(plans: list[Planned], study_dir: Path | None) -> Table:
     dev = plans[0].scenario.device if plans else "?"
     table = Table(title=f"{len(plans)} run(s), device {dev}")
-    for col in ("#", "run", "sharing", "procs", "est. peak memory", "weights", "status"):
-        table.add_column(col, justify="right" if col in ("#", "procs", "est. peak memory", "weights") else "left",
-                         no_wrap=col != "status")
+    sizes = ("est. peak memory", "weights", "host memory")
+    for col in ("#", "run", "sharing", "procs", *sizes, "status"):
+        table.add_column(col, justify="right" if col in ("#", "procs", *sizes) else "left", no_wrap=col != "status")
     for i, p in enumerate(plans, 1):
         status = p.skip or "will run"
         if not p.skip and study_dir is not None and existing_status(study_dir / p.run.name, p.scenario) == "complete":
             status = "complete (skipped)"
         table.add_row(str(i), p.run.name, p.scenario.sharing, str(len(p.scenario.instances())),
-                      f"{p.memory['peak_mib'] / 1024:.2f} GiB", f"{p.memory['weights_mib'] / 1024:.2f} GiB", status)
+                      f"{p.memory['peak_mib'] / 1024:.2f} GiB", f"{p.memory['weights_mib'] / 1024:.2f} GiB",
+                      f"{p.memory['host_peak_mib'] / 1024:.2f} GiB", status)
     return table
 
 
@@ -327,7 +325,8 @@ class _Bars:
 @click.argument("sources", nargs=-1, required=True, metavar="SUITE_OR_FILES...")
 @click.option("--out", type=click.Path(file_okay=False), help="Study directory (default results/<suite>-<time>/); "
               "run again with the same --out to resume.")
-@click.option("--dry-run", is_flag=True, help="List the runs and their estimated memory; run nothing.")
+@click.option("--dry-run", is_flag=True, help="List the runs, their estimated GPU and host memory and what cannot "
+              "run here; run nothing.")
 @click.option("--iterations", type=click.IntRange(min=1), help="Override every scenario's iterations.")
 @click.option("--warmup", type=click.IntRange(min=0), help="Override every scenario's warm-up iterations.")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), help="Override every scenario's device.")

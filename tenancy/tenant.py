@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from threading import BrokenBarrierError
 from typing import Any
 
-COLUMNS = ("iteration", "start_ns", "end_ns", "latency_ms", "prefill_ms", "decode_ms_per_token", "extra")
+COLUMNS = ("iteration", "start_ns", "end_ns", "latency_ms", "prefill_ms", "decode_ms_per_token", "host_ms", "extra")
 BARRIER_TIMEOUT_S = 3600.0  # a tenant that never arrives is caught by the launcher long before
 
 
@@ -32,7 +32,7 @@ class Job:
     min_duration_s: float
     threads: int
     seed: int
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)  # None: variable removed
     slot: int = 0  # position in its launch (set by the launcher): its done flag
 
     @property
@@ -61,6 +61,7 @@ def measure(task, timer, sync, job: Job, cols: dict[str, list], progress=None) -
             start = time.perf_counter_ns()
             timer.start()
             task.step(timer)
+            issued = time.perf_counter_ns()  # the host's share: issuing the work, before waiting for it
             stages = timer.stop()
             end = time.perf_counter_ns()
             nvtx.end_range(rng)
@@ -71,6 +72,7 @@ def measure(task, timer, sync, job: Job, cols: dict[str, list], progress=None) -
             cols["prefill_ms"].append(stages[0] if len(stages) == 2 else float("nan"))
             cols["decode_ms_per_token"].append(
                 stages[1] / (new_tokens - 1) if len(stages) == 2 and new_tokens > 1 else float("nan"))
+            cols["host_ms"].append((issued - start) / 1e6)
             cols["extra"].append(done)
             i += 1
             if not done and i >= job.iterations and end - t0 >= min_ns:
@@ -108,7 +110,10 @@ def run_tenant(job: Job, sync, queue, load_lock=None) -> None:
             with load_lock or contextlib.nullcontext():
                 task = serving.build(tenant, job.device, job.seed)
             queue.put(("ready", key, os.getpid()))
-            serving.measure(task, sync, job, cols, progress)
+            try:
+                serving.measure(task, sync, job, cols, progress)
+            finally:  # the engine issues and waits in one loop: no host share per request
+                cols["host_ms"] = [float("nan")] * len(cols["iteration"])
         else:
             from tenancy.tasks import build_task
             from tenancy.timer import make_timer
@@ -144,6 +149,16 @@ def _classify(err: BaseException) -> tuple[str, str]:
 
 def process_main(job: Job, sync, queue) -> None:
     """Entry point of a spawned tenant process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher owns Ctrl-C and stops us cleanly
-    os.environ.update(job.env)
+    for sig in (signal.SIGINT, signal.SIGHUP):  # sent to the whole group; the launcher stops us cleanly
+        signal.signal(sig, signal.SIG_IGN)
+    apply_env(job.env)
     run_tenant(job, sync, queue)
+
+
+def apply_env(env: dict[str, str | None]) -> None:
+    """Set os.environ from `env`; a None value removes the variable."""
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -1,9 +1,18 @@
-"""Shared pytest hooks: `@pytest.mark.gpu` tests run only where an NVIDIA GPU is usable."""
+"""Shared pytest hooks: `@pytest.mark.gpu` tests run only where an NVIDIA GPU is usable; the
+stand-in NVML (tests/fake_pynvml) as a fixture."""
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
 
 import pytest
+
+HERE = Path(__file__).parent
+FAKE_PYNVML = HERE / "fake_pynvml"
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,3 +64,21 @@ def cpu_streams_run(tmp_path_factory):
     proc = subprocess.run([sys.executable, "-m", "tenancy", "run", str(path), "--nsys", "--out", str(tmp / "run")],
                           env=env, capture_output=True, text=True, timeout=300)
     return {"proc": proc, "run": tmp / "run", "nsys_log": tmp / "nsys.log"}
+
+
+@pytest.fixture
+def fake_nvml(tmp_path, monkeypatch):
+    """Install the stand-in pynvml for this process and every process it starts: call the fixture's
+    value with the machine (helpers.machine(...)); it returns the config file's path."""
+    def install(config: dict) -> Path:
+        path = tmp_path / "fake-nvml.json"
+        path.write_text(json.dumps(config))
+        monkeypatch.setenv("FAKE_NVML_CONFIG", str(path))
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FAKE_PYNVML), str(HERE),
+                                                                       os.environ.get("PYTHONPATH")])))
+        spec = importlib.util.spec_from_file_location("pynvml", FAKE_PYNVML / "pynvml.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        monkeypatch.setitem(sys.modules, "pynvml", module)
+        return path
+    return install

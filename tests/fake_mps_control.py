@@ -6,11 +6,20 @@ $CUDA_MPS_PIPE_DIRECTORY/control and writes a pid file there; it starts one "ser
 commands read from stdin to the daemon and prints the answers. Clients are the live processes
 whose environment names the same pipe directory (as a real client connects through it).
 
+A process without CUDA_MPS_PIPE_DIRECTORY looks in /tmp/nvidia-mps, as the CUDA driver does.
+
+Devices: the machine's GPUs are those of the fake NVML (tests/fake_pynvml, $FAKE_NVML_CONFIG; one
+GPU without it). The server remaps the devices the daemon sees (its CUDA_VISIBLE_DEVICES: indices
+in PCI bus order or UUID prefixes) to 0..n-1, so a client whose CUDA_VISIBLE_DEVICES names a device
+that is not valid after remapping (an index >= n, a UUID the daemon does not see) fails to create
+its context: it is never listed by get_client_list (the call log records it as rejected).
+
 Every invocation is logged as a JSON line to $CUDA_MPS_LOG_DIRECTORY/calls.jsonl, and every
-client list records the clients' CUDA_MPS_* variables there, for the tests to check.
+client list records the clients' CUDA_MPS_* and CUDA_VISIBLE_DEVICES variables there, for the tests.
 
 Knobs (environment of `-d`): FAKE_MPS_DROP_CLIENT=1 leaves the highest client pid out of
 get_client_list; FAKE_MPS_LEAK_SERVER=1 makes quit leave the server running;
+FAKE_MPS_SERVER_OWN_ENV=1 starts the server without the daemon's CUDA_MPS_* environment;
 FAKE_MPS_NEVER_READY=1 makes the daemon never open its socket.
 """
 import json
@@ -20,7 +29,8 @@ import subprocess
 import sys
 import time
 
-PIPE = os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")
+DEFAULT_PIPE = "/tmp/nvidia-mps"
+PIPE = os.environ.get("CUDA_MPS_PIPE_DIRECTORY", DEFAULT_PIPE)
 LOG = os.environ.get("CUDA_MPS_LOG_DIRECTORY", "/var/log/nvidia-mps")
 SOCK = os.path.join(PIPE, "control")
 ME = os.path.abspath(__file__)
@@ -49,15 +59,44 @@ def cmdline(pid):
         return ""
 
 
-def clients():
-    out = []
+def machine_gpus():
+    path = os.environ.get("FAKE_NVML_CONFIG")
+    if path:
+        with open(path) as f:
+            return [g["uuid"] for g in json.load(f).get("gpus", [])]
+    return ["GPU-00000000-0000-0000-0000-000000000000"]
+
+
+def select(visible, devices):
+    """The devices CUDA_VISIBLE_DEVICES=`visible` keeps of `devices` (CUDA stops at an invalid entry)."""
+    if visible is None:
+        return list(devices)
+    kept = []
+    for entry in visible.split(","):
+        entry = entry.strip()
+        if entry.isdigit() and int(entry) < len(devices):
+            kept.append(devices[int(entry)])
+        elif entry.startswith("GPU-") and sum(d.startswith(entry) for d in devices) == 1:
+            kept.append(next(d for d in devices if d.startswith(entry)))
+        else:
+            break
+    return kept
+
+
+def clients(visible):
+    """(listed, rejected): processes using our pipe directory, split by whether their device
+    selection is valid on the server's remapped devices."""
+    listed, rejected = [], []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():
             continue
         env = environ(name)
-        if env.get("CUDA_MPS_PIPE_DIRECTORY") == PIPE and ME not in cmdline(name):
-            out.append((int(name), {k: v for k, v in env.items() if k.startswith("CUDA_MPS_")}))
-    return sorted(out)
+        if env.get("CUDA_MPS_PIPE_DIRECTORY", DEFAULT_PIPE if env else None) != PIPE or ME in cmdline(name):
+            continue
+        seen = {k: v for k, v in env.items() if k.startswith("CUDA_MPS_") or k == "CUDA_VISIBLE_DEVICES"}
+        ok = bool(select(env.get("CUDA_VISIBLE_DEVICES"), visible))
+        (listed if ok else rejected).append((int(name), seen))
+    return sorted(listed), sorted(rejected)
 
 
 def daemon():
@@ -66,7 +105,13 @@ def daemon():
             time.sleep(1)
     with open(os.path.join(PIPE, "nvidia-cuda-mps-control.pid"), "w") as f:
         f.write(str(os.getpid()))
-    server = subprocess.Popen([sys.executable, ME, "--server"], stdin=subprocess.DEVNULL)
+    visible = select(os.environ.get("CUDA_VISIBLE_DEVICES"), machine_gpus())
+    log(daemon_visible=visible)
+    server_env = None
+    if os.environ.get("FAKE_MPS_SERVER_OWN_ENV") == "1":
+        server_env = {k: v for k, v in os.environ.items() if not k.startswith("CUDA_MPS_")}
+    server = subprocess.Popen([sys.executable, ME, "--server"], stdin=subprocess.DEVNULL, env=server_env)
+    default = 100.0
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(SOCK)
     srv.listen(8)
@@ -79,13 +124,16 @@ def daemon():
             if cmd == "get_server_list":
                 answer = f"{server.pid}\n"
             elif words[:1] == ["get_client_list"]:
-                found = clients() if words[1:] == [str(server.pid)] else []
+                found, rejected = clients(visible) if words[1:] == [str(server.pid)] else ([], [])
                 if os.environ.get("FAKE_MPS_DROP_CLIENT") == "1" and found:
                     found = found[:-1]
-                log(clients={str(p): env for p, env in found})
+                log(clients={str(p): env for p, env in found}, rejected={str(p): env for p, env in rejected})
                 answer = "".join(f"{p}\n" for p, _ in found)
             elif words[:1] == ["set_default_active_thread_percentage"]:
+                default = float(words[1])
                 log(default_active_thread_percentage=int(words[1]))
+            elif cmd == "get_default_active_thread_percentage":
+                answer = f"{default:.1f}\n"
             elif cmd == "quit":
                 if os.environ.get("FAKE_MPS_LEAK_SERVER") != "1":
                     server.terminate()

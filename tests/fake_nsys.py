@@ -1,5 +1,6 @@
 """A stand-in for Nsight Systems' `nsys` (tests only): `profile` runs the command and writes the
-report file; `stats` writes a kernel summary CSV. Every call is appended to $FAKE_NSYS_LOG."""
+report file; `stats` writes a kernel summary CSV; `--version` prints a version line as nsys does.
+Every other call is appended to $FAKE_NSYS_LOG."""
 import json
 import os
 import subprocess
@@ -8,6 +9,9 @@ import sys
 
 def main():
     args = sys.argv[1:]
+    if args == ["--version"]:
+        print("NVIDIA Nsight Systems version 2024.6.1.90-246135218283v0")
+        return
     with open(os.environ["FAKE_NSYS_LOG"], "a") as f:
         f.write(json.dumps(args) + "\n")
     if args[0] == "profile":

@@ -14,6 +14,17 @@ def tiny(name: str, model: str, **kw) -> dict:
     return {"name": name, "model": model, "size": "tiny", "batch": 2, "seq": 16, **kw}
 
 
+def machine(n: int = 2, **fields) -> dict:
+    """A fake NVML machine (tests/fake_pynvml) of `n` H100s; `fields` are top-level config keys, or
+    per-GPU keys given as `gpu<i>={...}`."""
+    gpus = [{"name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{i:08x}-1111-2222-3333-444455556666",
+             "memory_total_mib": 81559, "memory_used_mib": 0, "compute_mode": 0, "persistence": 1,
+             "mig": [0, 0], "arch": 9, "processes": []} for i in range(n)]
+    for i in range(n):
+        gpus[i].update(fields.pop(f"gpu{i}", {}))
+    return {"driver": "550.54.15", "cuda": 12040, "gpus": gpus, **fields}
+
+
 def write_scenario(path: Path, **fields) -> Path:
     path.write_text(yaml.safe_dump(fields, sort_keys=False))
     return path

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from fake_nvml import FOREIGN_PID, POWER_W, FakeReader
+from helpers import machine
 from tenancy import monitor
-from tenancy.monitor import Monitor, foreign_processes, frame, mark_window, sample_loop, summarize
+from tenancy.monitor import Monitor, NvmlReader, foreign_processes, frame, mark_window, sample_loop, summarize
 
 
 def test_sample_loop_samples_only_while_labelled():
@@ -92,6 +93,33 @@ def test_summary_covers_the_common_window():
     assert shared["j_per_item"] == pytest.approx(20.0) and shared["j_per_token"] == pytest.approx(25.0)
     assert shared["gpu_util_mean_pct"] == 80.0 and shared["window_s"] == pytest.approx(2.0)
     assert 0.4 < shared["throttled_share"] < 0.6  # the idle bit alone is not throttling
+
+
+def test_only_throttling_bits_count_as_throttled():
+    """Sync boost, application clocks and display clock limit clocks by design, not by throttling."""
+    gpu, samples = _synthetic()
+    for bits, share in ((0x10, 0.0), (0x2, 0.0), (0x100, 0.0), (0x1 | 0x10, 0.0), (0x8, 1.0), (0x40 | 0x10, 1.0)):
+        gpu["throttle_reasons"] = float(bits)
+        assert summarize(gpu, samples)[0]["throttled_share"] == share, hex(bits)
+
+
+def test_nvml_reader_survives_an_older_driver(fake_nvml):
+    """A driver without the _v3 process list (pynvml's unversioned wrapper raises
+    NVMLLibraryMismatchError, a plain Exception) and without clock *event* reasons, and a card that
+    does not report power: every other field is still read, through the older calls."""
+    config = machine(1, missing=["nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetCurrentClocksEventReasons"],
+                     unsupported=["nvmlDeviceGetPowerUsage"], gpu0={"processes": [[123, 512]], "reasons": 0x4})
+    fake_nvml(config)
+    reader = NvmlReader(config["gpus"][0]["uuid"])
+    info = reader.describe()
+    row = reader.read()
+    reader.close()
+    assert row["processes"] == [(123, 512.0)] and row["throttle_reasons"] == 0x4 and row["throttle"] == "SwPowerCap"
+    assert row["power_w"] is None and row["energy_j"] > 0 and row["gpu_util_pct"] == 87 and row["sm_clock_mhz"] == 1755
+    assert info["fields"]["processes"] == "nvmlDeviceGetComputeRunningProcesses_v2"
+    assert info["fields"]["clock_reasons"] == "nvmlDeviceGetCurrentClocksThrottleReasons"
+    assert "NotSupported" in info["fields_unanswered"]["power"] and info["architecture"] == "hopper"
+    assert "1 s average" in info["power_note"]
 
 
 def test_energy_falls_back_to_integrated_power():

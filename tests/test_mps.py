@@ -14,14 +14,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import tiny, write_scenario
+from helpers import machine, tiny, write_scenario
 from tenancy.errors import TenancyError
 from tenancy.launch import Interrupted, Launch
 from tenancy.runner import Runner, resolve
 from tenancy.scenario import parse_scenario
 from tenancy.sharing import mps_daemon
 from tenancy.sharing.mps import ComputeMode, MpsAttachError, MpsMode
-from tenancy.sharing.mps_daemon import MpsDaemon, pipe_dir_for, processes_of
+from tenancy.sharing.mps_daemon import MpsDaemon, private_pipe_dir, processes_of
 
 HERE = Path(__file__).parent
 NAMES = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
@@ -36,17 +36,17 @@ def fake_bin(tmp_path: Path) -> Path:
     control = bin_dir / "nvidia-cuda-mps-control"
     control.write_text(f"#!{sys.executable}\n" + (HERE / "fake_mps_control.py").read_text())
     smi = bin_dir / "nvidia-smi"
-    smi.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/smi.log\n"
-                   "case \"$*\" in *query-gpu=compute_mode*) echo Default;; esac\n")
+    smi.write_text(f"#!{sys.executable}\n" + (HERE / "fake_nvidia_smi.py").read_text())
     for f in (control, smi):
         f.chmod(0o755)
     return bin_dir
 
 
 @pytest.fixture
-def fake_env(fake_bin: Path, monkeypatch) -> dict[str, str]:
+def fake_env(fake_bin: Path, tmp_path: Path, monkeypatch) -> dict[str, str]:
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("TENANCY_MPS_ALLOW_CPU", "1")
+    monkeypatch.setenv("FAKE_SMI_LOG", str(tmp_path / "smi.log"))
     return dict(os.environ)
 
 
@@ -82,27 +82,33 @@ def test_check_names_what_is_missing(tmp_path, monkeypatch):
                                 tenants=[tiny("a", "bert-base")])), "cuda")
 
 
-def test_pipe_dir_is_private_and_short_enough(tmp_path):
-    inside, moved = pipe_dir_for(tmp_path / "run")
-    assert not moved and inside == (tmp_path / "run").resolve() / "mps" / "pipe"
-    deep = tmp_path / ("d" * 60) / ("e" * 60)
-    short, moved = pipe_dir_for(deep)
-    assert moved and len(str(short / "control")) < 100 and not str(short).startswith("/tmp/nvidia-mps")
-    short.rmdir()
+def test_pipe_dir_is_private_short_and_under_tmp(tmp_path):
+    """Wherever the run directory is (deep, on a network file system), the sockets live in a fresh
+    0700 directory under /tmp whose path fits a unix socket's 108 bytes."""
+    a, b = private_pipe_dir(), private_pipe_dir()
+    try:
+        assert a != b and a.parent == b.parent == Path("/tmp")
+        assert len(str(a / "control")) < 100 and (a.stat().st_mode & 0o777) == 0o700
+    finally:
+        a.rmdir()
+        b.rmdir()
 
 
 def test_daemon_start_query_stop(tmp_path, fake_env):
-    d = MpsDaemon(tmp_path, control="nvidia-cuda-mps-control", default_thread_percentage=40)
+    deep = tmp_path / ("d" * 60) / ("e" * 60)  # too long for a socket path inside the run directory
+    d = MpsDaemon(deep, control="nvidia-cuda-mps-control", default_thread_percentage=40)
     info = d.start()
     try:
+        assert str(d.pipe_dir).startswith("/tmp/tenancy-mps-") and d.log_dir == deep.resolve() / "mps" / "log"
         assert (d.pipe_dir / "control").exists() and (d.pipe_dir / "nvidia-cuda-mps-control.pid").exists()
         live = processes_of(d.pipe_dir, NAMES)
         assert len(live) == 2 and info["daemon_pids"] == live  # the control daemon and its server
         assert d.servers() and set(d.servers()) < set(live)
+        assert info["default_active_thread_percentage"] == 40.0  # as the daemon reports it
     finally:
         info = d.stop()
     assert info["stop"]["clean"] and info["stop"]["quit_exit"] == 0 and info["stop"]["killed"] == []
-    assert processes_of(d.pipe_dir, NAMES) == []
+    assert processes_of(d.pipe_dir, NAMES) == [] and not d.pipe_dir.exists() and info["stop"]["pipe_dir_removed"]
     log = calls(d.log_dir)
     assert log[0]["argv"] == ["-d"]
     assert {"default_active_thread_percentage": 40} in [{k: v for k, v in c.items() if k != "pid"} for c in log]
@@ -122,16 +128,70 @@ def test_leftover_server_is_killed_and_reported(tmp_path, fake_env, monkeypatch)
     assert processes_of(d.pipe_dir, NAMES) == [] and stop["left_running"] == []
 
 
+def test_a_server_without_our_environment_is_still_stopped(tmp_path, fake_env, monkeypatch):
+    """A server that does not carry the daemon's environment is found through get_server_list."""
+    monkeypatch.setenv("FAKE_MPS_LEAK_SERVER", "1")
+    monkeypatch.setenv("FAKE_MPS_SERVER_OWN_ENV", "1")
+    monkeypatch.setattr(mps_daemon, "QUIT_TIMEOUT_S", 0.5)
+    d = MpsDaemon(tmp_path)
+    d.start()
+    server = d.servers()
+    try:
+        assert server and not set(server) & set(processes_of(d.pipe_dir, NAMES))
+        stop = d.stop()["stop"]
+        assert stop["killed"] == server and stop["left_running"] == []
+        assert not mps_daemon._alive(server[0])
+    finally:
+        for pid in server:
+            if mps_daemon._alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_the_daemon_starts_without_the_profilers_injection(tmp_path, fake_env, monkeypatch):
+    """Under `--nsys` the run inherits nsys' preload and injection variables; our daemon must not."""
+    libc = next(Path(p) for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6", "/usr/lib/libc.so.6")
+                if Path(p).exists())
+    injected = {"LD_PRELOAD": str(libc), "CUDA_INJECTION64_PATH": "/opt/nsys/libToolsInjection64.so",
+                "NVTX_INJECTION64_PATH": "/opt/nsys/libToolsInjection64.so", "NSYS_PROFILING_SESSION_ID": "7"}
+    for k, v in injected.items():
+        monkeypatch.setenv(k, v)
+    d = MpsDaemon(tmp_path)
+    info = d.start()
+    try:
+        for pid in info["daemon_pids"]:
+            env = dict(item.split("=", 1) for item in (Path(f"/proc/{pid}/environ").read_bytes().decode()
+                                                       .split("\0")) if "=" in item)
+            assert not set(injected) & set(env) and env["CUDA_MPS_PIPE_DIRECTORY"] == str(d.pipe_dir)
+        assert set(injected) <= set(info["env_removed"])
+    finally:
+        d.stop()
+
+
+def test_sessions_can_be_entered_several_times(tmp_path, fake_env):
+    """One daemon per shared launch: separate pipe directories, each removed, one log directory."""
+    mode = MpsMode()
+    mode.check(parse_scenario(dict(name="x", sharing="mps", tenants=[tiny("a", "bert-base")])), "cpu")
+    seen = []
+    for _ in range(2):
+        with mode.session(tmp_path) as info:
+            seen.append(Path(info["pipe_dir"]))
+            assert processes_of(seen[-1], NAMES)
+        assert info["stop"]["clean"] and not seen[-1].exists()
+    assert seen[0] != seen[1] and len([c for c in calls(tmp_path / "mps" / "log") if c.get("argv") == ["-d"]]) == 2
+
+
 def test_a_daemon_that_never_gets_ready_is_stopped(tmp_path, fake_env, monkeypatch):
     monkeypatch.setenv("FAKE_MPS_NEVER_READY", "1")
     monkeypatch.setattr(mps_daemon, "READY_TIMEOUT_S", 1.0)
     monkeypatch.setattr(mps_daemon, "QUIT_TIMEOUT_S", 0.5)
+    made, real = [], mps_daemon.private_pipe_dir
+    monkeypatch.setattr(mps_daemon, "private_pipe_dir", lambda: made.append(real()) or made[-1])
     mode = MpsMode()
     mode.check(parse_scenario(dict(name="x", sharing="mps", tenants=[tiny("a", "bert-base")])), "cpu")
     with pytest.raises(TenancyError, match="not ready"):
         with mode.session(tmp_path):
             pass
-    assert processes_of(tmp_path.resolve() / "mps" / "pipe", NAMES) == []
+    assert processes_of(made[0], NAMES) == [] and not made[0].exists()
 
 
 def test_session_stops_the_daemon_when_the_runner_raises(tmp_path, fake_env):
@@ -194,8 +254,11 @@ def test_cli_run_under_mps(tmp_path, fake_env):
     assert proc.returncode == 0, err
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
     sh = m["sharing"]["sessions"][0]
-    assert m["status"] == "complete" and sh["mode"] == "mps" and sh["default_active_thread_percentage"] == 60
-    assert sh["pipe_dir"] == str((tmp_path / "run").resolve() / "mps" / "pipe")
+    assert m["status"] == "complete" and sh["mode"] == "mps" and sh["default_active_thread_percentage_requested"] == 60
+    assert sh["pipe_dir"].startswith("/tmp/tenancy-mps-") and not Path(sh["pipe_dir"]).exists()
+    assert sh["log_dir"] == str((tmp_path / "run").resolve() / "mps" / "log")
+    assert sh["default_active_thread_percentage"] == 60.0
+    assert sh["effective_active_thread_percentage"] == {"a": 30, "b": 60.0}  # min(default, client)
     shared = {t["tenant"]: t["pid"] for t in m["tenants"] if t["phase"] == "shared"}
     assert sorted(sh["attach"][0]["tenants"].values()) == sorted(shared.values())
     assert set(shared.values()) <= set(sh["attach"][0]["clients"][str(sh["attach"][0]["servers"][0])])
@@ -250,24 +313,122 @@ def test_ctrl_c_in_the_shared_phase_stops_the_daemon(tmp_path, fake_env):
     assert processes_of(Path(info["pipe_dir"]), NAMES) == []
 
 
-def test_cli_sigterm_stops_the_daemon(tmp_path, fake_env):
-    sig = signal.SIGTERM
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_cli_signal_stops_the_daemon(tmp_path, fake_env, sig):
+    """SIGTERM, and SIGHUP (a dropped ssh session), end the run cleanly: samples kept, daemon gone."""
     path = mps_scenario(tmp_path, iterations=5, min_duration_s=2.0)
     out = tmp_path / "run"
-    proc = run_cli(fake_env, path, "--out", out)
+    proc = run_cli(fake_env, path, "--out", out, start_new_session=True)
     deadline = time.monotonic() + 120
     log = out / "mps" / "log" / "calls.jsonl"
     while not (log.exists() and '"clients"' in log.read_text()):  # the shared tenants passed the check
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     time.sleep(0.3)
-    proc.send_signal(sig)
+    if sig == signal.SIGHUP:
+        os.killpg(proc.pid, sig)  # a dropped ssh session hangs up the whole process group
+    else:
+        proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     m = json.loads((out / "manifest.json").read_text())
     assert m["status"] == "interrupted" and m["sharing"]["sessions"][0]["stop"]["clean"]
     assert processes_of(Path(m["sharing"]["sessions"][0]["pipe_dir"]), NAMES) == []
     assert {t["status"] for t in m["tenants"] if t["phase"] == "shared"} == {"interrupted"}
+
+
+def test_fake_control_rejects_an_index_that_is_invalid_after_remapping(tmp_path, fake_env, fake_nvml, monkeypatch):
+    """The stand-in behaves like the MPS server: the daemon saw GPU 1 only, so it is device 0 to its
+    clients; a client that keeps index 1 cannot create a context and is never listed."""
+    config = machine(2)
+    fake_nvml(config)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    d = MpsDaemon(tmp_path)
+    d.start()
+    clients = []
+    try:
+        for visible in ("1", "0", config["gpus"][1]["uuid"], config["gpus"][0]["uuid"]):
+            clients.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                            env={**os.environ, **d.env, "CUDA_VISIBLE_DEVICES": visible}))
+        time.sleep(0.5)
+        listed = set(d.clients(d.servers()[0]))
+    finally:
+        for c in clients:
+            c.kill()
+            c.wait()
+        d.stop()
+    assert listed == {clients[1].pid, clients[2].pid}
+    rejected = [c["rejected"] for c in calls(d.log_dir) if "rejected" in c][0]
+    assert set(rejected) == {str(clients[0].pid), str(clients[3].pid)}
+
+
+def test_a_visible_device_index_is_resolved_to_its_uuid(tmp_path, fake_env, fake_nvml, monkeypatch):
+    """CUDA_VISIBLE_DEVICES=1 on a two-GPU node: the daemon, the clients and nvidia-smi all get GPU
+    1's UUID (an index kept by the clients would be invalid after the server's remapping)."""
+    config = machine(2)
+    fake_nvml(config)
+    uuid = config["gpus"][1]["uuid"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    scenario = resolve(parse_scenario(dict(name="remap", sharing="mps", mps_exclusive_process=True, **QUICK,
+                                           tenants=[tiny("a", "bert-base", batch=1, seq=8, copies=2)])))
+    runner = Runner(scenario, tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    assert runner.run() == 0
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert m["gpu"] == {"index": 1, "uuid": uuid, "name": "NVIDIA H100 80GB HBM3"}
+    sh = m["sharing"]["sessions"][0]
+    assert sh["visible_devices"] == uuid and sh["attach"][0]["missing"] == {}
+    assert {t["env"]["CUDA_VISIBLE_DEVICES"] for t in m["tenants"]} == {uuid}
+    assert {t["env"]["CUDA_DEVICE_ORDER"] for t in m["tenants"]} == {"PCI_BUS_ID"}
+    smi = (tmp_path / "smi.log").read_text().splitlines()
+    assert smi[0] == f"-i {uuid} --query-gpu=compute_mode --format=csv,noheader" and smi[-1] == f"-i {uuid} -c DEFAULT"
+    assert sh["compute_mode"]["restored"] and os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_tenants_outside_our_session_never_join_a_running_daemon(tmp_path, fake_env, monkeypatch):
+    """A daemon that is not ours is running, and the shell exported its pipe directory: solo and
+    time-sliced tenants get an empty private pipe directory instead (and no inherited CUDA_MPS_*),
+    so the driver finds no daemon; the manifest records the daemon and warns."""
+    other_pipe, other_log = tmp_path / "sys-pipe", tmp_path / "sys-log"
+    other_pipe.mkdir()
+    other = {**os.environ, "CUDA_MPS_PIPE_DIRECTORY": str(other_pipe), "CUDA_MPS_LOG_DIRECTORY": str(other_log)}
+    subprocess.run(["nvidia-cuda-mps-control", "-d"], env=other, check=True)
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(other_pipe))
+    monkeypatch.setenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", "10")
+    deadline = time.monotonic() + 15
+    while not (other_pipe / "control").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    def ask(*commands):
+        return [subprocess.run(["nvidia-cuda-mps-control"], input=c + "\n", env=other, capture_output=True,
+                               text=True, timeout=15).stdout for c in commands]
+
+    server = ask("get_server_list")[0].strip()
+    try:
+        scenario = resolve(parse_scenario(dict(name="iso", sharing="timeslice", **QUICK, min_duration_s=1.0, tenants=[
+            tiny("a", "bert-base", batch=1, seq=8), tiny("b", "bert-base", batch=1, seq=4)])))
+        asked: set[str] = set()
+
+        def on_event(key, kind, value):
+            if kind == "progress" and key not in asked:
+                asked.add(key)
+                ask(f"get_client_list {server}")
+
+        (tmp_path / "run").mkdir()
+        runner = Runner(scenario, tmp_path / "run", on_event=on_event)
+        assert runner.run() == 0
+    finally:
+        ask("quit")
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    lists = [c for c in calls(other_log) if "clients" in c]
+    assert lists and all(c["clients"] == {} and c["rejected"] == {} for c in lists)  # asked during solo and shared
+    envs = [t["env"] for t in m["tenants"]]
+    assert len({e["CUDA_MPS_PIPE_DIRECTORY"] for e in envs}) == 1
+    assert envs[0]["CUDA_MPS_PIPE_DIRECTORY"].startswith("/tmp/tenancy-nomps-")
+    assert not Path(envs[0]["CUDA_MPS_PIPE_DIRECTORY"]).exists()  # removed at the end
+    assert all(e["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] is None for e in envs)
+    assert any(d["pipe_dir"] == str(other_pipe) for d in m["environment"]["mps_daemons"])
+    assert any("MPS processes not started by this run" in w for w in m["warnings"])
 
 
 @pytest.mark.gpu

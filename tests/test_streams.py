@@ -10,7 +10,7 @@ from helpers import tiny
 from tenancy.launch import Interrupted, Launch
 from tenancy.runner import Runner, resolve
 from tenancy.scenario import parse_scenario
-from tenancy.sharing.streams import CPU_NOTE, run_threads
+from tenancy.sharing.streams import CPU_NOTE, HOST_NOTE, StreamsMode, run_threads
 
 
 def test_cli_streams_run_measures_both_tenants_in_one_process(cpu_streams_run):
@@ -31,6 +31,22 @@ def test_cli_streams_run_measures_both_tenants_in_one_process(cpu_streams_run):
     assert sh["prefill_ms"].notna().sum() == (sh["tenant"] == "dec").sum()
     summary = pd.read_csv(run / "summary.csv")
     assert summary.loc[summary["phase"] == "shared", "slowdown"].notna().all()
+
+
+def test_host_time_per_iteration_and_the_host_share(cpu_streams_run, tmp_path):
+    """Every iteration records how long the host spent issuing its work; the summary's host_share
+    is its mean over the mean wall time; streams say on every device that the host is included."""
+    run = cpu_streams_run["run"]
+    samples = pd.read_parquet(run / "samples.parquet")
+    wall_ms = (samples["end_ns"] - samples["start_ns"]) / 1e6
+    assert samples["host_ms"].notna().all() and (samples["host_ms"] > 0).all() and (samples["host_ms"] <= wall_ms).all()
+    summary = pd.read_csv(run / "summary.csv")
+    assert summary["host_share"].between(0.5, 1.0).all()  # on a CPU the host does all the work
+    for device in ("cpu", "cuda"):
+        mode = StreamsMode()
+        mode.check(None, device)
+        with mode.session(tmp_path) as info:
+            assert info["host_serialisation"] == HOST_NOTE and "interpreter lock" in HOST_NOTE
 
 
 def _scenario(**kw):

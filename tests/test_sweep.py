@@ -8,9 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import FAST, tenancy, tiny, write_scenario
-from tenancy import environment
+from helpers import FAST, machine, tenancy, tiny, write_scenario
+from tenancy import environment, gpu
 from tenancy.errors import TenancyError
+from tenancy.matrix import Expanded
+from tenancy.scenario import parse_scenario
 from tenancy.sweep import expand_all, plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,6 +134,56 @@ def test_dry_run_refuses_what_cannot_fit_the_gpu(monkeypatch):
     assert mistral.skip == ""  # ~14 GiB fits 16 GiB
     assert plans["scaling.tenants=llama.copies=8.sharing=timeslice"].skip.startswith("too big: needs ~")
     assert plans["scaling.tenants=bert.copies=8.sharing=timeslice"].skip == ""
+
+
+def _run(name: str, **fields) -> Expanded:
+    return Expanded(name, parse_scenario(dict(name=name, **fields)), "test")
+
+
+def test_dry_run_refuses_what_the_host_cannot_hold(monkeypatch):
+    """On a 24 GiB machine: mistral-7b in float32 on the CPU (~27 GiB of weights alone), and 200
+    copies of bert-base (each process its own interpreter, weights and working set)."""
+    monkeypatch.setattr(environment, "host_memory_mib", lambda: {"total_mib": 24576.0, "available_mib": 24576.0})
+    runs = [_run("mistral", device="cpu", sharing="exclusive", tenants=[{"name": "m", "model": "mistral-7b"}]),
+            _run("crowd", device="cpu", tenants=[{"name": "b", "model": "bert-base", "copies": 200}]),
+            _run("pair", device="cpu", tenants=[{"name": "b", "model": "bert-base", "copies": 2}])]
+    plans = {p.run.name: p for p in plan(runs, None, None, None, dry_run=True)}
+    assert plans["mistral"].skip.startswith("too big for host memory: needs ~")
+    assert float(plans["mistral"].skip.split("~")[1].split()[0]) > 27.0  # 7.24 G params x 4 bytes = 27.0 GiB
+    assert plans["mistral"].skip.endswith("GiB to run the tenants, 24.0 GiB available")
+    assert plans["crowd"].skip.startswith("too big for host memory: needs ~") and plans["pair"].skip == ""
+    assert plans["crowd"].memory["host_peak_mib"] > 200 * plans["pair"].memory["host_peak_mib"] / 2 * 0.99
+
+
+def test_cli_run_refuses_what_the_host_cannot_hold(tmp_path):
+    """This machine has less memory than mistral-7b's float32 weights: one line, exit 2, nothing started."""
+    if environment.host_memory_mib()["available_mib"] > 40 * 1024:
+        pytest.skip("this machine has room for mistral-7b in float32")
+    path = write_scenario(tmp_path / "big.yaml", name="big", device="cpu", sharing="exclusive",
+                          tenants=[{"name": "m", "model": "mistral-7b"}])
+    res = tenancy("run", path, "--out", tmp_path / "run", timeout=300)
+    assert res.returncode == 2 and res.stderr.startswith("error: big: too big for host memory: needs ~"), res.stderr
+    assert res.stderr.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+def test_compute_mode_refusals(monkeypatch):
+    """EXCLUSIVE_PROCESS allows one CUDA process: time-slicing two would fail at the second tenant;
+    MPS (one server process) and a single process are fine. PROHIBITED allows none."""
+    cards = machine(1, gpu0={"compute_mode": "exclusive_process", "index": 0})["gpus"]
+    monkeypatch.setattr(environment, "nvml_gpus", lambda: cards)
+    monkeypatch.setattr(environment, "resolve_device", lambda requested: "cuda")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    pair = [{"name": "a", "model": "bert-base", "size": "tiny"}, {"name": "b", "model": "bert-base", "size": "tiny"}]
+    runs = [_run("ts", sharing="timeslice", tenants=pair), _run("one", sharing="timeslice", tenants=pair[:1]),
+            _run("st", sharing="streams", tenants=pair)]
+    plans = {p.run.name: p for p in plan(runs, None, None, None, dry_run=True)}
+    assert "compute mode EXCLUSIVE_PROCESS" in plans["ts"].skip and "second tenant" in plans["ts"].skip
+    assert f"nvidia-smi -i {cards[0]['uuid']} -c DEFAULT" in plans["ts"].skip
+    assert plans["one"].skip == "" and plans["st"].skip == ""
+    cards[0]["compute_mode"] = "prohibited"
+    plans = {p.run.name: p for p in plan(runs, None, None, None, dry_run=True)}
+    assert all("PROHIBITED" in p.skip for p in plans.values())
+    assert gpu.current(cards)[0] is cards[0]
 
 
 def test_bad_sources_are_one_line_errors(tmp_path):

@@ -34,7 +34,7 @@ mkdir -p "$out/nsys"
 out=$(cd "$out" && pwd)
 export TENANCY_UNDER_NSYS="$out"  # the run writes into $out although nsys/ is already there
 set +e
-"$NSYS" profile --trace=cuda,nvtx,osrt --trace-fork-before-exec=true --sample=none --cpuctxsw=none \
+"$NSYS" profile --trace=cuda,nvtx,osrt --sample=none --cpuctxsw=none \
   --force-overwrite=true --output="$out/nsys/profile" "${args[@]}"
 code=$?
 set -e

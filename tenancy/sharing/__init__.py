@@ -7,7 +7,9 @@ with a CUDA stream each). The solo phase always runs as plain processes.
 from __future__ import annotations
 
 from tenancy.errors import TenancyError
-from tenancy.sharing.base import SharingMode
+from tenancy.sharing.base import Env, SharingMode, recorded_env
+
+__all__ = ["Env", "SharingMode", "get", "recorded_env"]
 
 
 def get(name: str) -> SharingMode:

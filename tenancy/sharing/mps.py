@@ -1,9 +1,11 @@
 """`sharing: mps`: separate processes that are clients of one MPS server, with per-tenant limits.
 
-The daemon lives around the shared phase (MpsDaemon); every tenant gets the daemon's pipe
-directory and its own SM share and pinned-memory limit through the environment, before its CUDA
-context exists. Once all tenants are warm, the daemon's client list must name every tenant pid:
-a client that cannot reach the daemon silently runs without MPS, so this check is the only proof.
+A daemon (MpsDaemon) lives around each shared launch; every tenant gets that daemon's pipe
+directory and its own SM share and pinned-memory limit through the environment (inherited
+CUDA_MPS_* variables removed), before its CUDA context exists. A client's thread percentage can
+only tighten the daemon's default, so the effective value (the minimum) is recorded per tenant.
+Once all tenants are warm, the daemon's client list must name every tenant pid: a client that
+cannot reach the daemon silently runs without MPS, so this check is the only proof.
 
 The compute mode is left alone unless the scenario opts in (`mps_exclusive_process: true` or
 `tenancy run --mps-exclusive-process`): then the card is set to EXCLUSIVE_PROCESS with nvidia-smi
@@ -20,7 +22,7 @@ from typing import Any, Iterator
 
 from tenancy.errors import EXIT_FAILED, TenancyError
 from tenancy.launch import Launch, Outcome, run_processes
-from tenancy.sharing.base import SharingMode
+from tenancy.sharing.base import Env, SharingMode, without_mps
 from tenancy.sharing.mps_daemon import CONTROL, MpsDaemon
 
 CONTROL_ENV = "TENANCY_MPS_CONTROL"  # path or name of nvidia-cuda-mps-control (tests: a stand-in)
@@ -75,14 +77,18 @@ class MpsMode(SharingMode):
                 info["compute_mode"] = compute.restore()
             self._daemon = None
 
-    def env(self, tenant) -> dict[str, str]:
+    def env(self, tenant) -> Env:
         if self._daemon is None:
             raise RuntimeError("MpsMode.env outside its session")
-        env = dict(self._daemon.env)
-        if tenant.mps.active_thread_percentage is not None:
-            env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(tenant.mps.active_thread_percentage)
+        env: Env = {**without_mps(None), **self._daemon.env}
+        requested = tenant.mps.active_thread_percentage
+        if requested is not None:
+            env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(requested)
         if tenant.mps.pinned_mem_limit is not None:
             env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={tenant.mps.pinned_mem_limit}"
+        default = self._info.get("default_active_thread_percentage")
+        shares = [v for v in (default, requested) if v is not None]
+        self._info.setdefault("effective_active_thread_percentage", {})[tenant.name] = min(shares) if shares else None
         return env
 
     def before_start(self, pids: dict[str, int]) -> None:
@@ -121,7 +127,7 @@ class ComputeMode:
     """The card's compute mode, set to EXCLUSIVE_PROCESS for the session and then put back."""
 
     def __init__(self, nvidia_smi: str, gpu: str | None = None) -> None:
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()  # the run's UUID
         self.nvidia_smi = nvidia_smi
         self.gpu = gpu or visible or "0"
         self.previous: str | None = None

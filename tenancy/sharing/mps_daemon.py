@@ -1,9 +1,15 @@
-"""The NVIDIA MPS control daemon of one run: private directories, start, readiness, queries, stop.
+"""The NVIDIA MPS control daemon of one shared launch: private directories, start, readiness,
+queries, stop.
 
-The daemon is ours from `-d` to `quit`: its pipe and log directories are private to the run (a
-system daemon under /tmp/nvidia-mps is never touched), and `stop` verifies that no control daemon
-or server of ours survives, killing and reporting what does. `stop` is safe to call on every exit
-path (normal end, tenant crash, exception, Ctrl-C, SIGTERM) and more than once.
+The daemon is ours from `-d` to `quit`: its pipe directory is a fresh short private (0700)
+directory under /tmp (unix sockets have a 108-byte path limit and may not work on network file
+systems) and its log directory is inside the run directory, so a system daemon under
+/tmp/nvidia-mps is never touched, and several daemons of one run never share a pipe directory.
+The daemon starts without a profiler's injection environment (it must not be traced or preloaded
+under `--nsys`). `stop` quits it, then verifies that no control daemon or server of ours survives
+(those whose environment names our pipe directory, and every server `get_server_list` named),
+killing and reporting what does, and removes the pipe directory. `stop` is safe to call on every
+exit path (normal end, tenant crash, exception, Ctrl-C, SIGTERM, SIGHUP) and more than once.
 """
 from __future__ import annotations
 
@@ -19,20 +25,33 @@ from typing import Any
 from tenancy.errors import TenancyError
 
 CONTROL = "nvidia-cuda-mps-control"
+PROGRAMS = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
+DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # where every CUDA program looks for a daemon by default
+PIPE_ROOT = "/tmp"
 SOCKET_MAX = 108  # sun_path of a unix socket, terminating NUL included
 SOCKET_SLACK = 32  # longest name MPS puts in the pipe directory, with room to spare
+INJECTION_VARS = ("LD_PRELOAD", "CUDA_INJECTION64_PATH", "CUDA_INJECTION32_PATH", "NVTX_INJECTION64_PATH",
+                  "NVTX_INJECTION32_PATH")  # how Nsight Systems hooks into the processes it profiles
+INJECTION_PREFIXES = ("NSYS_", "QUADD_")
 READY_TIMEOUT_S = 15.0
 QUERY_TIMEOUT_S = 15.0
 QUIT_TIMEOUT_S = 15.0
 
 
-def pipe_dir_for(run_dir: Path) -> tuple[Path, bool]:
-    """The pipe directory inside the run directory, or a short private one when the run
-    directory's path would overflow a unix socket path; the flag says which."""
-    inside = run_dir.resolve() / "mps" / "pipe"
-    if len(str(inside)) + SOCKET_SLACK < SOCKET_MAX:
-        return inside, False
-    return Path(tempfile.mkdtemp(prefix="tenancy-mps-")), True
+def private_pipe_dir() -> Path:
+    """A fresh private directory under /tmp, short enough for the daemon's sockets."""
+    path = Path(tempfile.mkdtemp(prefix="tenancy-mps-", dir=PIPE_ROOT))  # mode 0700
+    if len(str(path)) + SOCKET_SLACK >= SOCKET_MAX:
+        path.rmdir()
+        raise TenancyError(f"MPS pipe directory {path} is too long for a unix socket path ({SOCKET_MAX} bytes)")
+    return path
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """os.environ without a profiler's injection variables, plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in INJECTION_VARS and not k.startswith(INJECTION_PREFIXES)}
+    return {**env, **extra}
 
 
 def _read(path: Path) -> bytes:
@@ -73,17 +92,50 @@ def processes_of(pipe_dir: Path, names: tuple[str, ...]) -> list[int]:
     return sorted(found)
 
 
+def _alive(pid: int) -> bool:
+    state = _read(Path(f"/proc/{pid}/stat")).rsplit(b")", 1)[-1].split()[:1]
+    return bool(state) and state != [b"Z"]
+
+
+def _program(cmdline: list[bytes]) -> str | None:
+    """The MPS program a command line runs (argv[0], or argv[1] behind an interpreter)."""
+    for arg in cmdline[:2]:
+        name = os.path.basename(arg.decode(errors="replace"))
+        if name in PROGRAMS:
+            return name
+    return None
+
+
+def running_daemons() -> list[dict[str, Any]]:
+    """MPS control daemons and servers running now (not descended from us), with their pipe
+    directory where their environment is readable (another user's is not: `pipe_dir` None), and a
+    daemon socket at the default pipe directory. Any CUDA program that can reach one joins it."""
+    skip, found = _ancestors(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in skip:
+            continue
+        program = _program(_read(entry / "cmdline").split(b"\0"))
+        if program is None or not _alive(int(entry.name)):
+            continue
+        environ = _read(entry / "environ")
+        pipe = next((item.split(b"=", 1)[1].decode(errors="replace") for item in environ.split(b"\0")
+                     if item.startswith(b"CUDA_MPS_PIPE_DIRECTORY=")), DEFAULT_PIPE_DIR if environ else None)
+        found.append({"pid": int(entry.name), "program": program, "pipe_dir": pipe})
+    if Path(DEFAULT_PIPE_DIR, "control").exists() and not any(f["pipe_dir"] == DEFAULT_PIPE_DIR for f in found):
+        found.append({"pid": None, "program": CONTROL, "pipe_dir": DEFAULT_PIPE_DIR})
+    return sorted(found, key=lambda f: (f["pid"] is None, f["pid"] or 0))
+
+
 class MpsDaemon:
     """One control daemon with private directories; `info` is what the manifest records."""
 
     def __init__(self, run_dir: Path, control: str = CONTROL, default_thread_percentage: int | None = None) -> None:
-        self.run_dir = run_dir
         self.control = control
         self.default_thread_percentage = default_thread_percentage
         self.log_dir = run_dir.resolve() / "mps" / "log"
         self.pipe_dir: Path | None = None
-        self.short_pipe_dir = False
         self.started = False
+        self.seen_servers: set[int] = set()
         self.info: dict[str, Any] = {}
 
     @property
@@ -93,28 +145,31 @@ class MpsDaemon:
         return {"CUDA_MPS_PIPE_DIRECTORY": str(self.pipe_dir), "CUDA_MPS_LOG_DIRECTORY": str(self.log_dir)}
 
     def _names(self) -> tuple[str, ...]:
-        return (os.path.basename(self.control), "nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
+        return (os.path.basename(self.control), *PROGRAMS)
+
+    def ours(self) -> list[int]:
+        """Live MPS processes of this daemon: its environment names our pipe directory, or it is a
+        server the daemon listed (a server need not inherit the daemon's environment)."""
+        servers = {p for p in self.seen_servers
+                   if _alive(p) and _program(_read(Path(f"/proc/{p}/cmdline")).split(b"\0"))}
+        return sorted(set(processes_of(self.pipe_dir, self._names())) | servers)
 
     def start(self) -> dict[str, Any]:
         path = shutil.which(self.control)
         if path is None:
             raise TenancyError(f"sharing: mps needs {self.control} on PATH (NVIDIA driver utilities)")
-        self.pipe_dir, self.short_pipe_dir = pipe_dir_for(self.run_dir)
-        self.pipe_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.pipe_dir, 0o700)
+        self.pipe_dir = private_pipe_dir()
+        self.started = True  # from here on, stop() must run whatever happens
+        removed = sorted(k for k in os.environ if k not in clean_env({}))
         self.info.update({"control": path, "pipe_dir": str(self.pipe_dir), "log_dir": str(self.log_dir),
-                          "pipe_dir_outside_run_dir": self.short_pipe_dir})
-        stale = processes_of(self.pipe_dir, self._names())
-        if stale:
-            raise TenancyError(f"an MPS daemon already uses {self.pipe_dir} (pids {stale}); stop it first")
+                          "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "env_removed": removed})
         # own session: a Ctrl-C to the terminal must not reach the daemon before we quit it; its
         # output goes to a file, a pipe could be held open by the daemon it forks
         out_file = self.log_dir / "control-start.out"
-        self.started = True  # from here on, stop() must run whatever happens
         with open(out_file, "w") as out:
             try:
-                code = subprocess.run([path, "-d"], env={**os.environ, **self.env}, stdin=subprocess.DEVNULL,
+                code = subprocess.run([path, "-d"], env=clean_env(self.env), stdin=subprocess.DEVNULL,
                                       stdout=out, stderr=subprocess.STDOUT, timeout=QUERY_TIMEOUT_S,
                                       start_new_session=True).returncode
             except (OSError, subprocess.TimeoutExpired) as err:
@@ -126,8 +181,17 @@ class MpsDaemon:
         self.info["daemon_pids"] = processes_of(self.pipe_dir, self._names())
         if self.default_thread_percentage is not None:
             self.query(f"set_default_active_thread_percentage {self.default_thread_percentage}")
-            self.info["default_active_thread_percentage"] = self.default_thread_percentage
+            self.info["default_active_thread_percentage_requested"] = self.default_thread_percentage
+        self.info["default_active_thread_percentage"] = self._default_percentage()
         return self.info
+
+    def _default_percentage(self) -> float | None:
+        """The daemon's default active thread percentage as it reports it (None: no answer)."""
+        try:
+            answer = self.query("get_default_active_thread_percentage").split()
+            return float(answer[0]) if answer else None
+        except (TenancyError, ValueError):
+            return None
 
     def _wait_ready(self) -> None:
         """Ready = the control socket exists and a query is answered."""
@@ -147,7 +211,7 @@ class MpsDaemon:
     def query(self, command: str) -> str:
         """`echo command | nvidia-cuda-mps-control` with our directories; the daemon's answer."""
         try:
-            proc = subprocess.run([self.control], input=command + "\n", env={**os.environ, **self.env},
+            proc = subprocess.run([self.control], input=command + "\n", env=clean_env(self.env),
                                   capture_output=True, text=True, timeout=QUERY_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as err:
             raise TenancyError(f"MPS control query {command!r} failed: {_one_line(str(err))}") from None
@@ -157,38 +221,45 @@ class MpsDaemon:
         return proc.stdout
 
     def servers(self) -> list[int]:
-        return _pids(self.query("get_server_list"))
+        found = _pids(self.query("get_server_list"))
+        self.seen_servers.update(found)
+        return found
 
     def clients(self, server: int) -> list[int]:
         return _pids(self.query(f"get_client_list {server}"))
 
     def stop(self) -> dict[str, Any]:
-        """Quit the daemon, wait for it and its servers to go, kill what is left; never raises."""
+        """Quit the daemon, wait for it and its servers to go, kill what is left, remove the pipe
+        directory; never raises."""
         if not self.started:
             return self.info
         self.started = False
         with _shielded() as held:
             stop: dict[str, Any] = {}
             try:
-                proc = subprocess.run([self.control], input="quit\n", env={**os.environ, **self.env},
+                self.servers()  # servers to wait for, also those that do not carry our environment
+            except TenancyError:
+                pass
+            try:
+                proc = subprocess.run([self.control], input="quit\n", env=clean_env(self.env),
                                       capture_output=True, text=True, timeout=QUERY_TIMEOUT_S)
                 stop["quit_exit"] = proc.returncode
             except (OSError, subprocess.SubprocessError) as err:
                 stop["quit_exit"] = None
                 stop["quit_error"] = _one_line(str(err))
             deadline = time.monotonic() + QUIT_TIMEOUT_S
-            left = processes_of(self.pipe_dir, self._names())
+            left = self.ours()
             while left and time.monotonic() < deadline:
                 time.sleep(0.1)
-                left = processes_of(self.pipe_dir, self._names())
-            stop["killed"] = _kill(left, lambda: processes_of(self.pipe_dir, self._names()))
-            stop["left_running"] = processes_of(self.pipe_dir, self._names())
+                left = self.ours()
+            stop["killed"] = _kill(left, self.ours)
+            stop["left_running"] = self.ours()
             stop["clean"] = not stop["killed"] and not stop["left_running"]
             if stop["killed"]:
                 stop["note"] = (f"MPS processes {stop['killed']} were still running {QUIT_TIMEOUT_S:.0f} s after "
                                 f"quit and were killed")
-            if self.short_pipe_dir and not stop["left_running"]:
-                shutil.rmtree(self.pipe_dir, ignore_errors=True)
+            shutil.rmtree(self.pipe_dir, ignore_errors=True)
+            stop["pipe_dir_removed"] = not self.pipe_dir.exists()
             if held.caught:
                 stop["signals_during_stop"] = [signal.Signals(n).name for n in held.caught]
             self.info["stop"] = stop
@@ -212,7 +283,7 @@ def _kill(pids: list[int], still: Any) -> list[int]:
 
 
 class _shielded:
-    """Hold off Ctrl-C and SIGTERM while the daemon is being stopped (main thread only): cleanup
+    """Hold off Ctrl-C, SIGTERM and SIGHUP while the daemon is being stopped (main thread only): cleanup
     finishes, and the run ends right after it anyway."""
 
     def __enter__(self) -> "_shielded":
@@ -222,7 +293,7 @@ class _shielded:
         self.caught: list[int] = []
         if threading.current_thread() is threading.main_thread():
             self.saved = {s: signal.signal(s, lambda n, f: self.caught.append(n))
-                          for s in (signal.SIGINT, signal.SIGTERM)}
+                          for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -8,7 +8,8 @@ parent checks them first), then opens the tenants' barrier. Aborts travel both w
 reuses launch.py's collection, so failures, crashes and interruptions are handled the same way.
 
 On a CPU there is no stream concurrency: the threads share the GIL and torch's thread pool; the
-manifest's sharing block says so.
+manifest's sharing block says so. On every device it also says that the results include host-side
+serialisation (the threads issue their work under one GIL): `host_ms` per sample measures it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ from tenancy.tenant import Job, run_tenant
 
 CPU_NOTE = ("device cpu: tenants are threads of one process sharing the GIL and torch's CPU thread pool; "
             "no stream concurrency exists on a CPU")
+HOST_NOTE = ("streams results include host-side serialisation: the tenants' threads issue their work under one "
+             "Python global interpreter lock, and eager forward passes of small models are launch-bound, so a "
+             "slowdown may be the host's rather than the GPU's; samples.parquet host_ms and summary.csv host_share "
+             "show how much of each iteration the host spent issuing work")
 
 
 class StreamsMode(SharingMode):
@@ -40,7 +45,7 @@ class StreamsMode(SharingMode):
     @contextmanager
     def session(self, run_dir: Path) -> Iterator[dict[str, Any]]:
         info: dict[str, Any] = {"mode": self.name, "layout": "one spawned process, one thread per tenant",
-                                "device": self.device}
+                                "device": self.device, "host_serialisation": HOST_NOTE}
         if self.device == "cuda":
             info["streams"] = "one torch.cuda.Stream per tenant thread (CUDA events time each stream)"
         else:
@@ -78,7 +83,8 @@ def run_threads(launch: Launch) -> dict[str, Outcome]:
 
 def child_main(jobs: list[Job], bridge: ProcessSync, out_q, threads: int) -> None:
     """The streams process: one thread per tenant; this thread forwards and relays the barrier."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and stops us through `bridge`
+    for sig in (signal.SIGINT, signal.SIGHUP):  # sent to the whole group; the parent stops us through `bridge`
+        signal.signal(sig, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(threads)
