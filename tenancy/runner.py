@@ -145,7 +145,8 @@ class Runner:
     def _shared(self, repeat: int) -> bool:
         s = self.scenario
         with self.mode.session(self.run_dir) as info:
-            self.manifest["sharing"]["sessions"].append({"repeat": repeat, **info})
+            info["repeat"] = repeat
+            self.manifest["sharing"]["sessions"].append(info)  # the mode keeps adding to it (attach, stop)
             self._write()
             launch = Launch(self.jobs("shared", repeat, s.instances(), self.mode.env), self.on_event,
                             self.mode.before_start)

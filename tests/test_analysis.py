@@ -28,6 +28,7 @@ def launch(phase: str, repeat: int, tenants: dict[str, float], n: int = 40, t0: 
         for i in range(n):
             rows.append({"phase": phase, "repeat": repeat, "tenant": name, "copy": 0, "iteration": i,
                          "start_ns": int(starts[i]), "end_ns": int(ends[i]), "latency_ms": float(lat[i]),
+                         "host_ms": float(lat[i]),
                          "prefill_ms": math.nan, "decode_ms_per_token": math.nan, "extra": False,
                          "model": "bert-base", "task": tk, "batch": 8, "seq": 128, "new_tokens": 32,
                          "dtype": "float32", "size": "tiny", "config": f"cfg-{name}",
