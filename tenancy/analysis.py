@@ -294,8 +294,13 @@ def warnings_for(summary: pd.DataFrame, metrics: dict[str, Any], overlaps: dict[
                        "not a finding")
     stp, n = metrics.get("stp"), metrics.get("n_tenants")
     if stp is not None and n and stp > n:
-        out.append(f"STP {stp:.2f} exceeds the number of tenants ({n}): a measurement artefact (the baseline "
-                   "or the shared phase ran in a different machine state), not a finding")
+        lo, hi = metrics.get("stp_ci") or (math.nan, math.nan)
+        if np.isfinite(lo) and lo <= n:
+            out.append(f"STP {stp:.2f} is above the number of tenants ({n}) but its interval [{lo:.2f}, {hi:.2f}] "
+                       "includes it: noise, not a gain")
+        else:
+            out.append(f"STP {stp:.2f} exceeds the number of tenants ({n}) beyond its interval: a measurement "
+                       "artefact (the baseline or the shared phase ran in a different machine state), not a finding")
     for who, frac in overlaps.items():
         if frac < OVERLAP_WARN:
             out.append(f"{who}: only {frac:.0%} of its samples overlap every other tenant")

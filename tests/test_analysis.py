@@ -150,7 +150,10 @@ def test_artefacts_are_warned_about_never_reported_as_findings():
     summary, m = analysis.analyze(df)
     assert set(summary.loc[summary.phase == "shared", "verdict"]) == {"faster"}
     w = analysis.warnings_for(summary, m, {})
-    assert any("exceeds the number of tenants" in x and "artefact" in x for x in w)
+    assert any("exceeds the number of tenants (2) beyond its interval: a measurement artefact" in x for x in w)
+    # above n only inside the noise: said so, not called an artefact
+    m_noisy = {**m, "stp": 2.1, "stp_ci": [1.7, 2.5]}
+    assert any("includes it: noise" in x for x in analysis.warnings_for(summary, m_noisy, {}))
     assert sum("faster shared than alone" in x and "artefact" in x for x in w) == 2
 
 
