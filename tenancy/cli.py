@@ -42,6 +42,9 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
 
     scenario = resolve(load_single(scenario_file), device, iterations, warmup)
     if mps_exclusive_process:
+        if scenario.sharing != "mps":
+            raise TenancyError(f"--mps-exclusive-process applies to sharing: mps only; {scenario_file} has "
+                               f"sharing: {scenario.sharing}")
         scenario = scenario.model_copy(update={"mps_exclusive_process": True})
     sharing.get(scenario.sharing).check(scenario, scenario.device)
     preflight.check(scenario)  # memory (GPU and host) and the card's compute mode, before anything starts

@@ -76,16 +76,18 @@ def expand(data: object, source: str = "<scenario>") -> list[Expanded]:
         for (key, _), value in zip(axes, combo):  # the tenant set first: other keys apply to it
             if key == "tenants":
                 run["tenants"] = copy.deepcopy(value)
-        run["tenants"] = _with_defaults(source, run.get("tenants"), defaults)
+        if "tenants" in run:  # a missing field stays missing: pydantic says "Field required"
+            run["tenants"] = _with_defaults(source, run["tenants"], defaults)
         for (key, _), value in zip(axes, combo):
             labels[key] = _label(value) if key == "tenants" else _label_scalar(value)
             if key != "tenants":
                 _apply(source, run, key, copy.deepcopy(value))
-        base = run.get("name", "")
         suffix = "".join(f".{_short(k)}={labels[k]}" for k in matrix)
-        run["name"] = f"{base}{suffix}" if isinstance(base, str) else base
-        where = f"{source} (matrix run {run['name']})" if suffix else source
-        runs.append(Expanded(run["name"], parse_scenario(run, where), source, labels))
+        if isinstance(run.get("name"), str):
+            run["name"] += suffix
+        where = f"{source} (matrix run {run.get('name')})" if suffix else source
+        parsed = parse_scenario(run, where)
+        runs.append(Expanded(parsed.name, parsed, source, labels))
     names = [r.name for r in runs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

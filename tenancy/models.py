@@ -7,6 +7,7 @@ architecture but shrinks every dimension so the same code paths run on a CPU in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 Kind = Literal["encoder", "decoder"]
@@ -21,6 +22,11 @@ class ModelSpec:
     config: dict[str, Any]
     tiny: dict[str, Any]  # overrides that shrink the model
     hub_id: str  # where the real weights live, for `weights: <id>` with a local cache
+
+    @property
+    def max_positions(self) -> int:
+        """Tokens the model can attend over (tiny variants keep the full model's)."""
+        return int(self.config.get("max_position_embeddings") or self.config["n_positions"])
 
     def make_config(self, size: Size = "full"):
         from transformers import AutoConfig
@@ -95,6 +101,25 @@ DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
 class UnknownModel(ValueError):
     pass
+
+
+def weights_problem(weights: str) -> str | None:
+    """Why `from_pretrained(weights)` cannot work here, or None: weights are a local directory, or a
+    model id already in the local Hugging Face cache (nothing can be downloaded)."""
+    if weights == "random":
+        return None
+    path = Path(weights).expanduser()
+    if path.exists():
+        return None if path.is_dir() else f"{weights!r} is a file; give the directory that holds config.json"
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(weights, "config.json")
+    except ValueError:  # not even a valid model id (HFValidationError is a ValueError)
+        cached = None
+    if isinstance(cached, str):
+        return None
+    return f"{weights!r}: no such local directory, and no model of that id in the local Hugging Face cache"
 
 
 def get(name: str) -> ModelSpec:

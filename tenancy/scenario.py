@@ -17,6 +17,15 @@ DType = Literal["float16", "bfloat16", "float32"]
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info) -> Any:
+        """YAML's true/false are not 1/0: `copies: true` is a mistake, not one copy."""
+        annotation = str(cls.model_fields[info.field_name].annotation)
+        if isinstance(value, bool) and ("int" in annotation or "float" in annotation):
+            raise ValueError("must be a number, not true/false")
+        return value
+
 
 class TenantMps(_Strict):
     """Per-client MPS limits; applied through the environment before the CUDA context exists."""
@@ -54,6 +63,14 @@ class Tenant(_Strict):
             self.task = "generate" if kind == "decoder" else "forward"
         if self.task in ("generate", "serve") and kind == "encoder":
             raise ValueError(f"task '{self.task}' needs a decoder; {self.model} is an encoder")
+        spec = models.get(self.model)
+        tokens = self.seq + (self.new_tokens if self.task == "generate" else 0)
+        if self.task != "serve" and tokens > spec.max_positions:
+            what = f"seq {self.seq} + new_tokens {self.new_tokens}" if self.task == "generate" else f"seq {self.seq}"
+            raise ValueError(f"{what} = {tokens} tokens, beyond {self.model}'s {spec.max_positions} positions")
+        problem = models.weights_problem(self.weights)
+        if problem:
+            raise ValueError(f"weights: {problem}")
         if self.task == "serve":
             from tenancy.serving.tenant import config_for
 
@@ -89,10 +106,10 @@ class Scenario(_Strict):
     sharing: Sharing = "timeslice"
     iterations: int = Field(100, gt=0)
     warmup: int = Field(10, ge=0)
-    min_duration_s: float = Field(0.0, ge=0)
+    min_duration_s: float = Field(0.0, ge=0, allow_inf_nan=False)
     repeats: int = Field(3, gt=0, description="solo and shared launches per run; intervals are across repeats "
                          "from 3 on")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="weights and inputs are drawn from it")
     mps_default_thread_percentage: Optional[int] = Field(None, ge=1, le=100)
     mps_exclusive_process: bool = Field(False, description="set EXCLUSIVE_PROCESS for the shared phase "
                                         "and restore it after (root, a card you own)")
@@ -139,20 +156,55 @@ def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
         raise TenancyError(format_validation_error(source, err)) from None
 
 
+MAX_DEPTH = 64  # a scenario is a few levels deep; deeper is a broken or hostile file
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool, type(None))):
+                continue  # the base constructor reports unhashable keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _depth(data: object, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of parsed YAML, stopping at `limit` (no recursion: deep input is the threat)."""
+    stack, deepest = [(data, 1)], 0
+    while stack:
+        item, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack += [(c, d + 1) for c in children]
+    return deepest
+
+
 def read_yaml(path: str | Path) -> object:
+    """A scenario file's data; every way it can be unreadable is one line naming the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as err:
         raise TenancyError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise TenancyError(f"{path}: not a UTF-8 text file (byte {err.start}); scenarios are YAML text") from None
     try:
-        return yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise TenancyError(f"{path}: malformed YAML{where}: {problem}") from None
-
-
-def load_scenario(path: str | Path) -> Scenario:
-    return parse_scenario(read_yaml(path), str(path))
+    except RecursionError:
+        raise TenancyError(f"{path}: malformed YAML: nested too deeply") from None
+    if _depth(data) > MAX_DEPTH:
+        raise TenancyError(f"{path}: malformed YAML: nested more than {MAX_DEPTH} levels deep")
+    return data

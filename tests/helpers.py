@@ -33,3 +33,11 @@ def write_scenario(path: Path, **fields) -> Path:
 def tenancy(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tenancy", *map(str, args)], capture_output=True,
                           text=True, timeout=timeout)
+
+
+def broken_weights(root: Path) -> str:
+    """A weights directory that passes validation (it exists) but holds no model: the tenant
+    fails while loading, at run time, as a corrupt checkpoint would."""
+    path = root / "empty-weights"
+    path.mkdir(exist_ok=True)
+    return str(path)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import FAST, tenancy, tiny, write_scenario
+from helpers import FAST, broken_weights, tenancy, tiny, write_scenario
 from tenancy.launch import Launch, run_processes
 from tenancy.runner import Runner, resolve
 from tenancy.scenario import parse_scenario
@@ -116,7 +116,7 @@ def test_default_run_dirs_are_fresh(tmp_path):
 
 def test_exclusive_runs_solo_only_and_a_failing_tenant_keeps_the_rest(tmp_path):
     path = write_scenario(tmp_path / "s.yaml", name="excl", sharing="exclusive", **FAST, tenants=[
-        tiny("good", "bert-base"), tiny("broken", "distilgpt2", weights=str(tmp_path / "no-such-weights"))])
+        tiny("good", "bert-base"), tiny("broken", "distilgpt2", weights=broken_weights(tmp_path))])
     proc = tenancy("run", path, "--out", tmp_path / "run")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "run failed: broken#0 error" in proc.stderr

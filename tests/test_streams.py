@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import tiny
+from helpers import broken_weights, tiny
 from tenancy.launch import Interrupted, Launch
 from tenancy.runner import Runner, resolve
 from tenancy.scenario import parse_scenario
@@ -55,10 +55,10 @@ def _scenario(**kw):
 
 def test_a_failing_thread_stops_the_others(tmp_path):
     s = _scenario(iterations=5, tenants=[tiny("good", "bert-base"),
-                                         tiny("bad", "bert-base", seq=8, weights=str(tmp_path / "missing"))])
+                                         tiny("bad", "bert-base", seq=8, weights=broken_weights(tmp_path))])
     launch = Launch(Runner(s, tmp_path).jobs("shared", 0, s.instances(), lambda t: {}))
     out = run_threads(launch)
-    assert out["shared/0/bad/0"].status == "error" and "missing" in out["shared/0/bad/0"].message
+    assert out["shared/0/bad/0"].status == "error" and "empty-weights" in out["shared/0/bad/0"].message
     assert out["shared/0/good/0"].status == "aborted"
     assert out["shared/0/good/0"].pid == out["shared/0/bad/0"].pid and out["shared/0/good/0"].exitcode == 0
 

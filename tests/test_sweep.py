@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import FAST, machine, tenancy, tiny, write_scenario
+from helpers import FAST, broken_weights, machine, tenancy, tiny, write_scenario
 from tenancy import environment, gpu
 from tenancy.errors import TenancyError
 from tenancy.matrix import Expanded
@@ -23,7 +23,7 @@ def _suite(root: Path) -> Path:
     suite.mkdir()
     fast = {**FAST, "iterations": 5}
     write_scenario(suite / "broken.yaml", name="broken", sharing="exclusive", **fast,  # sorts first
-                   tenants=[tiny("bert", "bert-base", weights=str(root / "no-such-weights"))])
+                   tenants=[tiny("bert", "bert-base", weights=broken_weights(root))])
     write_scenario(suite / "mps.yaml", name="needs-gpu", sharing="mps", **fast, tenants=[tiny("bert", "bert-base")])
     write_scenario(suite / "solo.yaml", name="s", sharing="exclusive", **fast, tenants=[tiny("x", "bert-base")],
                    matrix={"tenants": [[tiny("bert", "bert-base")], [tiny("gpt2", "distilgpt2")]]})

@@ -14,14 +14,20 @@ Length = Union[int, tuple[int, int]]  # fixed, or uniform [lo, hi] inclusive
 
 
 def parse_length(value: Union[str, int, list, tuple]) -> Length:
-    """'128' -> 128, '32-512' or [32, 512] -> (32, 512)."""
-    if isinstance(value, (list, tuple)):
-        lo, hi = (int(v) for v in value)
-        return (lo, hi)
-    if isinstance(value, str) and "-" in value:
-        lo, hi = value.split("-", 1)
-        return (int(lo), int(hi))
-    return int(value)
+    """'128' -> 128, '32-512' or [32, 512] -> (32, 512); anything else is a ValueError, which
+    pydantic reports with the field's location (a TypeError would escape validation)."""
+    try:
+        if isinstance(value, (list, tuple)):
+            lo, hi = (int(v) for v in value)
+            return (lo, hi)
+        if isinstance(value, str) and "-" in value:
+            lo, hi = value.split("-", 1)
+            return (int(lo), int(hi))
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise TypeError
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"a length is N, 'LO-HI' or [LO, HI], not {value!r}") from None
 
 
 class _Strict(BaseModel):
