@@ -195,8 +195,10 @@ def main() -> None:
         sys.exit(err.exit_code)
     except click.exceptions.Abort:
         sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as err:
-        err.show()
+    except click.ClickException as err:  # usage mistakes too: the same one-line style as ours
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if isinstance(err, click.UsageError) and ctx else ""
+        console.print(f"error: {err.format_message()}{hint}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)

@@ -171,3 +171,10 @@ def test_fuzz_mutated_shipped_scenarios_never_escape_the_one_line_rule(tmp_path,
                 # a matrix file: `run` refuses it with its own one-liner (exit 2) as well
                 pytest.fail(err)
             assert not (tmp_path / f"out{i}").exists()
+
+
+@pytest.mark.parametrize("args", [["run"], ["serve", "--no-such-flag"], ["sweep", "--device", "tpu", "x"]])
+def test_usage_mistakes_share_the_one_line_style(args, monkeypatch, capsys):
+    code, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert "--help" in err and "Usage:" not in err

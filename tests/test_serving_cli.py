@@ -48,3 +48,23 @@ def test_bad_yaml_is_one_line(tmp_path):
     cfg.write_text("model: distilgpt2\nworkload: {arrival: sometimes}\n")
     result = CliRunner().invoke(serve, [str(cfg)])
     assert result.exit_code == 2 and "workload.arrival" in result.output
+
+
+def test_failed_requests_exit_1_with_the_first_reason(tmp_path):
+    """Requests that can never fit the KV pool fail; the run is written, and the exit code says so."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(serve, ["--model", "distilgpt2", "--size", "tiny", "--num-requests", "3",
+                                        "--input-len", "64", "--output-len", "2", "--num-blocks", "2",
+                                        "--block-size", "4", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "error: 3 of 3 requests failed; first: needs 66 tokens of KV cache" in result.output
+    assert (pd.read_parquet(out / "requests.parquet")["status"] == "failed").all()
+
+
+def test_device_auto_is_accepted_as_by_tenancy_run(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(serve, ["--model", "distilgpt2", "--size", "tiny", "--num-requests", "2",
+                                        "--input-len", "8", "--output-len", "2", "--device", "auto",
+                                        "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["device"] in ("cpu", "cuda")

@@ -5,6 +5,7 @@ Options override the YAML. Bad input ends with a one-line error, never a traceba
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -34,7 +35,7 @@ def _one_line(err: ValidationError) -> str:
 @click.argument("config", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="run directory (default results/serve-<engine>-<model>-<time>)")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--engine", type=click.Choice(["iteration", "request", "hf"]))
 @click.option("--attention-backend", type=click.Choice(["auto", "reference", "batched", "flashinfer"]))
 @click.option("--cuda-graphs/--no-cuda-graphs", default=None)
@@ -85,8 +86,8 @@ def serve(config: Path | None, out: Path | None, device: str, **options) -> None
         raise BadInput(_one_line(e)) from None
     except (OSError, ValueError) as e:  # unreadable / malformed YAML
         raise BadInput(f"{config}: {str(e).splitlines()[0]}") from None
-    _check_device(device)
-    from tenancy.errors import TenancyError
+    device = _check_device(device)
+    from tenancy.errors import EXIT_FAILED, TenancyError
     from tenancy.results import new_run_dir
 
     try:
@@ -106,17 +107,32 @@ def serve(config: Path | None, out: Path | None, device: str, **options) -> None
                f"{s['request_throughput']:.2f} req/s, {s['output_throughput']:.1f} tok/s, "
                f"TTFT p50 {s['p50_ttft_ms']:.1f} ms, E2E p50 {s['p50_e2e_ms']:.1f} ms p99 {s['p99_e2e_ms']:.1f} ms")
     click.echo(f"wrote {out}")
+    failed = df[df["status"] != "finished"] if "status" in df else df.iloc[:0]
+    if len(failed):  # the reason of each is in requests.parquet; the first one here
+        first = failed.iloc[0]
+        click.echo(f"error: {len(failed)} of {len(df)} requests failed; first: {first.get('error') or first['status']}",
+                   err=True)
+        sys.exit(EXIT_FAILED)
 
 
 class BadInput(click.ClickException):
-    """One line ("Error: ..."), exit 2: no usage block, as everywhere in tenancy."""
+    """One line ("error: ..."), exit 2: no usage block, as everywhere in tenancy."""
 
     exit_code = 2
 
 
-def _check_device(device: str) -> None:
+def _check_device(device: str) -> str:
+    """The device to use: `auto` resolved as `tenancy run` does; one line when it cannot be used."""
     import torch
 
+    from tenancy.environment import resolve_device
+    from tenancy.errors import TenancyError
+
+    if device == "auto":
+        try:
+            return resolve_device("auto")
+        except TenancyError as e:
+            raise BadInput(str(e)) from None
     try:
         dev = torch.device(device)
     except RuntimeError:
@@ -125,3 +141,4 @@ def _check_device(device: str) -> None:
         raise BadInput("--device cuda requested but no CUDA device is available")
     if dev.type not in ("cpu", "cuda"):
         raise BadInput(f"--device {device!r}: only cpu and cuda are supported")
+    return device
