@@ -21,6 +21,10 @@ MIN_WINDOW_SAMPLES = 10
 GROUP = ["phase", "tenant", "copy"]
 WINDOW_SHARE = 0.9
 OPEN_LOOP = "serve"  # the task whose samples are requests of an open-loop workload
+SUMMARY_COLUMNS = ["phase", "tenant", "copy", "model", "task", "config", "n", "n_repeats", "mean_ms", "p50_ms",
+                   "p90_ms", "p99_ms", "std_ms", "cv", "iqr_over_median", "items_per_s", "tokens_per_s", "prefill_ms",
+                   "decode_ms_per_token", "host_share", "slowdown", "slowdown_ci_low", "slowdown_ci_high", "verdict",
+                   "noise_floor"]
 
 
 def mark_window(df: pd.DataFrame, close_ns: int | None = None) -> pd.DataFrame:
@@ -158,9 +162,9 @@ CI_METHODS = {"repeats": "student-t over repeats", "within-run": "moving-block b
 def analyze(samples: pd.DataFrame, orders: dict[int, str] | None = None, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """The summary table and the metrics of a run, from its window-marked samples."""
     orders = orders or {}
-    if samples.empty:
-        return pd.DataFrame(), {**_empty_colocation(), "per_repeat": [], "per_tenant": [], "noise": [],
-                                "serving": []}
+    if samples.empty:  # still the table's columns: a run that measured nothing has an empty table
+        return pd.DataFrame(columns=SUMMARY_COLUMNS), {**_empty_colocation(), "per_repeat": [], "per_tenant": [],
+                                                        "noise": [], "serving": []}
     win = samples[samples["in_window"]]
     rows = [{"phase": p, "tenant": t, "copy": int(c), **_distribution(g)}
             for (p, t, c), g in win.groupby(GROUP, sort=False)]

@@ -70,7 +70,9 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
     if code == EXIT_INTERRUPTED:
         console.print(f"[yellow]interrupted[/]: samples measured so far are in {run_dir}")
     elif code == EXIT_FAILED:
-        console.print(f"[red]run failed[/]: {runner.failure()} (results kept in {run_dir})")
+        # plain text: a failure message may hold brackets ("[enforce fail at ...]") that markup would eat
+        console.print(f"run failed: {runner.failure()} (results kept in {run_dir})", markup=False, highlight=False,
+                      soft_wrap=True)
     sys.exit(code)
 
 

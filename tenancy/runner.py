@@ -232,7 +232,7 @@ class Runner:
         warnings += gpu_warnings
         metrics = {**metrics, "gpu": gpu_summary, "warnings": warnings}
         results.write_json(d / results.METRICS, metrics)
-        if not samples.empty:
+        if self.frames:  # with their columns, also when no launch measured anything
             results.write_table(d / results.SAMPLES, samples)
             results.write_table(d / results.SUMMARY, summary)
         if self.requests:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import click
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -318,7 +319,8 @@ class _Bars:
         colour = {"complete": "green", "failed": "red", "skipped": "yellow"}.get(row["status"], "yellow")
         extra = f" ({row['wall_s']:.0f} s)" if row.get("wall_s") and not row.get("resumed") else ""
         why = f": {row['message']}" if row.get("message") else ""
-        self.progress.console.print(f"[{colour}]{row['status']}[/] {row['name']}{extra}{why}", highlight=False)
+        self.progress.console.print(f"[{colour}]{row['status']}[/] " + escape(f"{row['name']}{extra}{why}"),
+                                    highlight=False, soft_wrap=True)
 
 
 @click.command()

@@ -142,7 +142,11 @@ def run_tenant(job: Job, sync, queue, load_lock=None) -> None:
 def _classify(err: BaseException) -> tuple[str, str]:
     text = " ".join(str(err).split())[:300]
     name = type(err).__name__
-    if name == "OutOfMemoryError" or "out of memory" in text.lower():
+    lower = text.lower()
+    # CUDA: torch.OutOfMemoryError; CPU: c10's "DefaultCPUAllocator: can't allocate memory" (older
+    # torch: "not enough memory"), or Python's MemoryError
+    cpu = ("can't allocate memory", "not enough memory")
+    if name in ("OutOfMemoryError", "MemoryError") or "out of memory" in lower or any(c in lower for c in cpu):
         return "oom", f"out of memory: {text}"
     return "error", f"{name}: {text}"
 

@@ -216,3 +216,28 @@ def test_serving_engine_runs_as_a_tenant(tmp_path):
     assert serving[0]["ttft_p99_slowdown"] is None  # p99 of fewer than 1,000 requests is not reported
     # STP is over the closed-loop tenants only: the server's E2E is queueing, not progress
     assert metrics["n_tenants"] == 1 and [p["tenant"] for p in metrics["per_tenant"] if p["task"] != "serve"] == ["enc"]
+
+
+def test_a_run_that_measured_nothing_still_writes_its_tables(tmp_path):
+    """The only tenant fails while loading: exit 1, and samples/summary exist, empty, with their
+    columns, so a script that loads every run directory needs no special case."""
+    path = write_scenario(tmp_path / "s.yaml", name="nothing", sharing="exclusive", **FAST,
+                          tenants=[tiny("broken", "bert-base", weights=broken_weights(tmp_path))])
+    proc = tenancy("run", path, "--out", tmp_path / "run")
+    assert proc.returncode == 1 and "run failed: broken#0 error" in proc.stderr
+    samples = pd.read_parquet(tmp_path / "run" / "samples.parquet")
+    summary = pd.read_csv(tmp_path / "run" / "summary.csv")
+    assert samples.empty and {"latency_ms", "start_ns", "in_window", "config"} <= set(samples.columns)
+    assert summary.empty and {"mean_ms", "slowdown", "verdict"} <= set(summary.columns)
+
+
+@pytest.mark.parametrize("err,status", [
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"), "oom"),
+    (MemoryError(), "oom"),
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "oom"),
+    (RuntimeError("[enforce fail at x.cpp:1] shape mismatch"), "error"),
+])
+def test_out_of_memory_is_told_apart_on_cpu_and_gpu(err, status):
+    from tenancy.tenant import _classify
+
+    assert _classify(err)[0] == status

@@ -143,4 +143,4 @@ def report(paths: tuple[str, ...], out: str | None, compare: tuple[str, ...]) ->
     console.print(f"report: {rep['n_runs']} run(s), {len(made)} figure(s) -> {written['html']} and {written['md']}")
     for f in rep["figures"]:
         if not f.get("file"):
-            console.print(f"  skipped {f['title']}: {f['note']}", highlight=False)
+            console.print(f"  skipped {f['title']}: {f['note']}", markup=False, highlight=False, soft_wrap=True)
