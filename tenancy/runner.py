@@ -63,6 +63,7 @@ class Runner:
         self.process_env = gpu.process_env(card)  # every process we start names the GPU by UUID
         self.manifest: dict[str, Any] = {
             "schema_version": results.SCHEMA_VERSION,
+            "kind": "run",  # `tenancy serve` directories say "serving"
             "created": results.utc_now(),
             "status": "running",
             "scenario_file": source,

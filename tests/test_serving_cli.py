@@ -68,3 +68,17 @@ def test_device_auto_is_accepted_as_by_tenancy_run(tmp_path):
                                         "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "manifest.json").read_text())["device"] in ("cpu", "cuda")
+
+
+def test_report_refuses_a_serve_directory_by_name(tmp_path):
+    from tenancy.errors import TenancyError
+    from tenancy.report.load import read
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(serve, ["--model", "distilgpt2", "--size", "tiny", "--num-requests", "2",
+                                        "--input-len", "8", "--output-len", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "serving" and manifest["status"] == "complete"
+    with pytest.raises(TenancyError, match="a `tenancy serve` run directory"):
+        read(out)

@@ -60,6 +60,10 @@ def read(path: Path) -> dict[str, Any]:
     """One run directory; a one-line error when it is broken."""
     run = results.read_run(path)
     m = run["manifest"]
+    if isinstance(m, dict) and m.get("kind") == "serving":
+        raise TenancyError(f"{path}: a `tenancy serve` run directory (one engine, no co-location); tenancy "
+                           "report reads `tenancy run` and `tenancy sweep` directories: load its requests.parquet "
+                           "and summary.csv with pandas")
     if not isinstance(m, dict) or not isinstance(m.get("scenario"), dict) or not m["scenario"].get("tenants"):
         raise TenancyError(f"{path}: broken manifest.json (no scenario with tenants)")
     run["gpu"] = pd.DataFrame()

@@ -68,7 +68,8 @@ def write_run(out_dir: Union[str, Path], cfg: ServingConfig, df: pd.DataFrame, d
     summary = {"engine": cfg.engine, "model": cfg.model, "size": cfg.size, **summarize(df, cfg.slos)}
     results.write_table(out / results.SUMMARY, pd.DataFrame([summary]))
     results.write_json(out / results.MANIFEST, {
-        "kind": "serving", "created": results.utc_now(), "device": device,
+        "kind": "serving", "schema_version": results.SCHEMA_VERSION, "created": results.utc_now(),
+        "status": "complete" if (df["status"] == "finished").all() else "failed", "device": device,
         "environment": environment.collect(), "config": json.loads(cfg.model_dump_json()), **(extra or {}),
     })
     return summary
