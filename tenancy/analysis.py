@@ -7,6 +7,7 @@ block bootstrap within the launches). Definitions: results/README.md.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Iterable
 
@@ -129,8 +130,10 @@ def _launch(parts: list[pd.DataFrame]) -> stats.Launch | None:
                         [p["latency_ms"].to_numpy(dtype=float) for p in parts])
 
 
-def _within_run(samples: pd.DataFrame, tenants: list[tuple[str, int]], statistic, seed: int) -> tuple[float, float]:
-    """Block-bootstrap interval of `statistic` ([tenants, R] slowdowns -> [R]) over the repeats."""
+def _within_run(samples: pd.DataFrame, tenants: list[tuple[str, int]], statistics: dict,
+                seed: int) -> dict[str, tuple[float, float]]:
+    """Block-bootstrap intervals of `statistics` (name -> [tenants, R] slowdowns -> [R]) over the
+    repeats, all from one set of resamples."""
     win = samples[samples["in_window"]]
     config_of = samples[samples["phase"] == "shared"].groupby(["tenant", "copy"])["config"].first()
     configs = list(dict.fromkeys(config_of[k] for k in tenants))
@@ -142,8 +145,8 @@ def _within_run(samples: pd.DataFrame, tenants: list[tuple[str, int]], statistic
         if shared is not None and all(solos):
             repeats.append((shared, solos, [configs.index(config_of[k]) for k in tenants]))
     if not repeats:
-        return math.nan, math.nan
-    return stats.bootstrap_repeats(repeats, statistic, seed=seed)
+        return {name: (math.nan, math.nan) for name in statistics}
+    return stats.bootstrap_repeats(repeats, statistics, seed=seed)
 
 
 def _interval(metric: str, values: Iterable[float], fallback) -> tuple[float, float, float, str]:
@@ -176,8 +179,9 @@ def analyze(samples: pd.DataFrame, orders: dict[int, str] | None = None, seed: i
     tenants = list(dict.fromkeys(zip(reps["tenant"], reps["copy"])))
     for i, (t, c) in enumerate(tenants):
         r = reps[(reps["tenant"] == t) & (reps["copy"] == c)]
-        point, lo, hi, basis = _interval("slowdown", r["slowdown"],
-                                         lambda: _within_run(samples, [(t, c)], lambda nl: nl[0], seed + i))
+        point, lo, hi, basis = _interval(
+            "slowdown", r["slowdown"],
+            lambda: _within_run(samples, [(t, c)], {"slowdown": lambda nl: nl[0]}, seed + i)["slowdown"])
         floor = floor_of.get(r["config"].iloc[0], 0.0)
         per_tenant.append({"tenant": t, "copy": int(c), "task": r["task"].iloc[0], "slowdown": point,
                            "slowdown_ci": [lo, hi], "verdict": stats.verdict(point, lo, hi, floor),
@@ -229,10 +233,12 @@ def colocation_metrics(samples: pd.DataFrame, reps: pd.DataFrame, orders: dict[i
     if not tenants or not complete:
         return out
     out.update(n_tenants=len(tenants), n_repeats=len(complete))
-    for name in ("stp", "antt", "fairness", "min_max_fairness"):
-        point, lo, hi, basis = _interval(
-            name, [p[name] for p in complete],
-            lambda name=name: _within_run(samples, tenants, lambda nl: stats.colocation_arrays(nl)[name], seed))
+    names = ("stp", "antt", "fairness", "min_max_fairness")
+    # fewer than 3 repeats: one block bootstrap serves all four metrics
+    boot = functools.cache(lambda: _within_run(
+        samples, tenants, {n: lambda nl, n=n: stats.colocation_arrays(nl)[n] for n in names}, seed))
+    for name in names:
+        point, lo, hi, basis = _interval(name, [p[name] for p in complete], lambda name=name: boot()[name])
         out[name], out[f"{name}_ci"] = point, [lo, hi]
         out["ci_basis"], out["ci_method"] = basis, CI_METHODS[basis]
     return out

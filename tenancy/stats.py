@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -126,24 +126,28 @@ def block_means(launch: Launch, rng: np.random.Generator, n_resamples: int) -> n
 
 
 def bootstrap_repeats(repeats: Sequence[tuple[Launch, Sequence[Launch], Sequence[int]]],
-                      statistic: Callable[[np.ndarray], np.ndarray], level: float = LEVEL,
-                      n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of a statistic of slowdowns, averaged over repeats.
+                      statistics: Mapping[str, Callable[[np.ndarray], np.ndarray]], level: float = LEVEL,
+                      n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of statistics of slowdowns, each averaged over repeats, all from the
+    same resamples.
 
     Each repeat is (shared launch, solo launches, solo_of) where tenant i of the shared launch has
-    its baseline in solo launch solo_of[i] (tenant 0 of it). `statistic` maps [tenants, R]
+    its baseline in solo launch solo_of[i] (tenant 0 of it). A statistic maps [tenants, R]
     slowdowns to [R] values. Shared and solo launches are resampled independently (a slowdown is
     a ratio of two launches), the tenants of one launch jointly.
     """
     rng = np.random.default_rng(seed)
-    acc = np.zeros(n_resamples)
+    acc = {name: np.zeros(n_resamples) for name in statistics}
     for shared, solos, solo_of in repeats:
         sm = block_means(shared, rng, n_resamples)
         base = np.stack([block_means(solos[j], rng, n_resamples)[0] for j in solo_of])
-        acc += statistic(sm / base)
-    acc /= len(repeats)
-    lo, hi = np.nanpercentile(acc, [50 * (1 - level), 50 * (1 + level)])
-    return float(lo), float(hi)
+        for name, fn in statistics.items():
+            acc[name] += fn(sm / base)
+    out = {}
+    for name, values in acc.items():
+        lo, hi = np.nanpercentile(values / len(repeats), [50 * (1 - level), 50 * (1 + level)])
+        out[name] = (float(lo), float(hi))
+    return out
 
 
 def noise_floor(solo_means: Sequence[float]) -> float:

@@ -47,7 +47,8 @@ def test_block_bootstrap_covers_the_truth_on_autocorrelated_series(rho, low):
     trials, covered = 120, 0
     for i in range(trials):
         shared, solo = _ar1(rng, 200, rho), _ar1(rng, 200, rho)
-        lo, hi = stats.bootstrap_repeats([(shared, [solo], [0])], lambda nl: nl[0], n_resamples=300, seed=i)
+        lo, hi = stats.bootstrap_repeats([(shared, [solo], [0])], {"s": lambda nl: nl[0]}, n_resamples=300,
+                                         seed=i)["s"]
         covered += lo <= 1.0 <= hi
     assert low <= covered / trials <= 1.0
 
@@ -59,10 +60,11 @@ def test_block_bootstrap_resamples_the_tenants_of_a_launch_jointly():
     wave = 1 + 0.3 * np.sin(np.arange(400) / 15)
     shared = stats.Launch([t, t], [2 * wave, 3 * wave])
     solo_a, solo_b = stats.Launch([t], [np.full(400, 1.0)]), stats.Launch([t], [np.full(400, 1.5)])
-    lo, hi = stats.bootstrap_repeats([(shared, [solo_a, solo_b], [0, 1])], lambda nl: nl[0] / nl[1],
-                                     n_resamples=500)
+    ci = stats.bootstrap_repeats([(shared, [solo_a, solo_b], [0, 1])],
+                                 {"ratio": lambda nl: nl[0] / nl[1], "level": lambda nl: nl[0]}, n_resamples=500)
+    lo, hi = ci["ratio"]
     assert lo == pytest.approx(1.0) and hi == pytest.approx(1.0)
-    lo2, hi2 = stats.bootstrap_repeats([(shared, [solo_a, solo_b], [0, 1])], lambda nl: nl[0], n_resamples=500)
+    lo2, hi2 = ci["level"]
     assert hi2 - lo2 > 0.05  # the level itself is uncertain
 
 
@@ -70,7 +72,7 @@ def test_block_bootstrap_averages_over_repeats():
     t = np.arange(100) * 1e6
     flat = lambda v: stats.Launch([t], [np.full(100, v)])  # noqa: E731
     reps = [(flat(2.0), [flat(1.0)], [0]), (flat(3.0), [flat(1.0)], [0])]
-    assert stats.bootstrap_repeats(reps, lambda nl: nl[0], n_resamples=50) == pytest.approx((2.5, 2.5))
+    assert stats.bootstrap_repeats(reps, {"s": lambda nl: nl[0]}, n_resamples=50)["s"] == pytest.approx((2.5, 2.5))
 
 
 def test_noise_floor_is_the_largest_solo_to_solo_difference():
