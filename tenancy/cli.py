@@ -178,7 +178,7 @@ from tenancy.sweep import sweep as _sweep  # noqa: E402
 cli.add_command(_sweep)
 from tenancy.report.cli import report as _report  # noqa: E402
 cli.add_command(_report)
-from tenancy.serving.cli import serve as _serve  # noqa: E402
+from tenancy.serving.cli import serve_command as _serve  # noqa: E402
 cli.add_command(_serve)
 
 

@@ -63,6 +63,18 @@ def write_table(path: Path, df: pd.DataFrame) -> None:
         _atomic(path, lambda p: df.to_csv(p, index=False, float_format="%.6g"))
 
 
+def write_serving(out: Path, requests: pd.DataFrame, summary: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """A `tenancy serve` directory: requests.parquet (one row per request), summary.csv (one
+    row), and a manifest with kind `serving`, its status and the environment, like a run's."""
+    from tenancy import environment
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_table(out / REQUESTS, requests)
+    write_table(out / SUMMARY, pd.DataFrame([summary]))
+    write_json(out / MANIFEST, {"kind": "serving", "schema_version": SCHEMA_VERSION, "created": utc_now(),
+                                "environment": environment.collect(), **manifest})
+
+
 def read_run(path: str | Path) -> dict[str, Any]:
     """Load a run directory written by `tenancy run`; one-line error when it is not one."""
     path = Path(path)

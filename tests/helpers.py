@@ -1,6 +1,7 @@
 """Shared by the tests: write scenario files and run the CLI as a user would."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,21 @@ def broken_weights(root: Path) -> str:
     path = root / "empty-weights"
     path.mkdir(exist_ok=True)
     return str(path)
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """`tenancy ARGS` in this process; the signal handlers main() installs are put back after,
+    so that later tests (and the processes they start) still see Ctrl-C."""
+    from tenancy.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["tenancy", *map(str, args)])
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    code = 0  # main() returns when the command ends without sys.exit
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    return code, capsys.readouterr().err

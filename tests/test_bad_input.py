@@ -15,26 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import tiny
+from helpers import run_cli, tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p for p in (ROOT / "scenarios").rglob("*.yaml"))
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """`tenancy ARGS` in this process; the signal handlers main() installs are put back after,
-    so that later tests (and the processes they start) still see Ctrl-C."""
-    from tenancy.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["tenancy", *map(str, args)])
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        with pytest.raises(SystemExit) as exit_:
-            main()
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
-    return exit_.value.code, capsys.readouterr().err
 
 
 def assert_one_line_error(code: int, err: str, path: Path, out: Path) -> None:

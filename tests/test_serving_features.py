@@ -8,12 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
 from pydantic import ValidationError
 
 from tenancy.serving import memory
 from tenancy.serving.block_manager import BlockManager
-from tenancy.serving.cli import serve
 from tenancy.serving.config import ServingConfig
 from tenancy.serving.engine import LLMEngine
 from tenancy.serving.models import from_hf
@@ -24,6 +22,7 @@ from tenancy.serving.scheduler import Scheduler
 from tenancy.serving.sequence import FREED, SamplingParams, Sequence, Status
 
 sys.path.insert(0, str(Path(__file__).parent))
+from helpers import run_cli  # noqa: E402
 from test_serving_engine import hf_greedy, hf_model, prompts, seq  # noqa: E402
 
 
@@ -143,11 +142,11 @@ def test_flashinfer_plan_inputs():
     assert plan_inputs(Spans([0], [1], [16], [[4, 5, 6, 7]]), bs).last_page_len.tolist() == [4]
 
 
-def test_save_tokens_writes_output_token_ids(tmp_path):
+def test_save_tokens_writes_output_token_ids(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    result = CliRunner().invoke(serve, ["--model", "distilgpt2", "--num-requests", "3", "--rate", "500",
-                                        "--input-len", "4-8", "--output-len", "3", "--max-batch-size", "4",
-                                        "--save-tokens", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    code, err = run_cli(monkeypatch, capsys, "serve", "--model", "distilgpt2", "--size", "tiny", "--device", "cpu",
+                        "--num-requests", "3", "--rate", "500", "--input-len", "4-8", "--output-len", "3",
+                        "--max-batch-size", "4", "--save-tokens", "--out", out)
+    assert code == 0, err
     df = pd.read_parquet(out / "requests.parquet")
     assert df["output_token_ids"].map(len).eq(3).all()

@@ -11,7 +11,7 @@ import pandas as pd
 
 from tenancy.serving import workload
 from tenancy.serving.config import ServingConfig
-from tenancy.serving.engine import Engine, LLMEngine, serve
+from tenancy.serving.engine import Engine, LLMEngine, ServeInterrupted, serve
 from tenancy.serving.hf_baseline import HFEngine
 from tenancy.serving.metrics import summarize, to_frame
 
@@ -23,7 +23,7 @@ def build_engine(cfg: ServingConfig, device: str = "cpu", hf_model=None,
     from tenancy import models
 
     if hf_model is None:
-        hf_model = models.build(cfg.model, cfg.size, cfg.dtype, device, cfg.weights, cfg.seed)
+        hf_model = models.build(cfg.model, cfg.size, cfg.dtype_on(device), device, cfg.weights, cfg.seed)
     if cfg.engine == "hf":
         engine = HFEngine(hf_model, cfg)
     else:
@@ -52,24 +52,22 @@ def run_serving(cfg: ServingConfig, device: str = "cpu", start_ns: Optional[int]
         engine = build_engine(cfg, device)
     specs = workload.generate(cfg.workload, engine.vocab_size)
     closed = cfg.workload.arrival == "closed" and cfg.workload.trace is None
-    seqs, t0 = serve(engine, specs, cfg.workload.concurrency if closed else None, start_ns)
+    try:
+        seqs, t0 = serve(engine, specs, cfg.workload.concurrency if closed else None, start_ns)
+    except ServeInterrupted as stop:  # the caller writes what arrived before it exits
+        stop.frame = to_frame(stop.seqs, stop.t0, engine.name, tokens=cfg.save_tokens)
+        raise
     return to_frame(seqs, t0, engine.name, tokens=cfg.save_tokens)
 
 
 def write_run(out_dir: Union[str, Path], cfg: ServingConfig, df: pd.DataFrame, device: str,
-              extra: Optional[dict] = None) -> dict:
-    """requests.parquet (one row per request), summary.csv (one row), manifest.json; the
-    environment block is the harness's, so a serve run names its machine like any other run."""
-    from tenancy import environment, results
+              extra: Optional[dict] = None, interrupted: bool = False) -> dict:
+    """A `tenancy serve` run directory (results.write_serving); returns its summary row."""
+    from tenancy import results
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    results.write_table(out / results.REQUESTS, df)
     summary = {"engine": cfg.engine, "model": cfg.model, "size": cfg.size, **summarize(df, cfg.slos)}
-    results.write_table(out / results.SUMMARY, pd.DataFrame([summary]))
-    results.write_json(out / results.MANIFEST, {
-        "kind": "serving", "schema_version": results.SCHEMA_VERSION, "created": results.utc_now(),
-        "status": "complete" if (df["status"] == "finished").all() else "failed", "device": device,
-        "environment": environment.collect(), "config": json.loads(cfg.model_dump_json()), **(extra or {}),
-    })
+    ok = len(df) > 0 and (df["status"] == "finished").all()
+    status = "interrupted" if interrupted else "complete" if ok else "failed"
+    results.write_serving(Path(out_dir), df, summary, {
+        "status": status, "device": device, "config": json.loads(cfg.model_dump_json()), **(extra or {})})
     return summary

@@ -1,144 +1,152 @@
-"""`tenancy serve`: run a serving benchmark from a YAML config and/or options.
+"""`tenancy serve`: one engine under one workload, from a config file and/or options.
 
-Writes a run directory: requests.parquet (one row per request), summary.csv, manifest.json.
-Options override the YAML. Bad input ends with a one-line error, never a traceback.
+The options are derived from `ServingConfig` (names, types, choices, help and defaults), so a new
+config field is a new option with no table to keep. CONFIG is a serving config or a scenario with
+one `task: serve` tenant. Writes a run directory (see results/README.md); Ctrl-C or SIGTERM writes
+what arrived so far and exits 130; failed requests exit 1 with the first reason.
 """
 from __future__ import annotations
 
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 import click
-from pydantic import ValidationError
+from pydantic import BaseModel
 
-_OVERRIDES = {  # option name -> dotted config key
-    "engine": "engine", "model": "model", "size": "size", "dtype": "dtype", "weights": "weights",
-    "max_batch_size": "max_batch_size", "max_tokens_per_iteration": "max_tokens_per_iteration",
-    "block_size": "block_size", "num_blocks": "num_blocks", "kv_policy": "kv_policy",
-    "chunked_prefill": "chunked_prefill", "seed": "seed", "attention_backend": "attention_backend",
-    "cuda_graphs": "cuda_graphs", "pinned_staging": "pinned_staging", "kv_cache_gb": "kv_cache_gb",
-    "save_tokens": "save_tokens",
-    "arrival": "workload.arrival", "rate": "workload.rate", "burstiness": "workload.burstiness",
-    "concurrency": "workload.concurrency", "num_requests": "workload.num_requests",
-    "duration": "workload.duration_s", "input_len": "workload.input_len",
-    "output_len": "workload.output_len", "trace": "workload.trace",
-    "slo_ttft_ms": "slos.ttft_ms", "slo_tpot_ms": "slos.tpot_ms", "slo_e2e_ms": "slos.e2e_ms",
-}
+from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, TenancyError
+from tenancy.serving.config import ServingConfig
+
+PREFIX = {"workload": "", "slos": "slo-"}  # nested blocks: their option names' prefix
 
 
-def _one_line(err: ValidationError) -> str:
-    parts = [f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg']}" for e in err.errors()]
-    return "invalid serving config: " + "; ".join(parts).replace("Value error, ", "")
+def _click_type(annotation: Any) -> tuple[Any, bool]:
+    """(click type, is a bool flag) for a field's annotation; lengths stay strings ('32-512')."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if annotation is bool:
+        return None, True
+    if typing.get_origin(annotation) is typing.Literal:
+        return click.Choice([str(a) for a in typing.get_args(annotation)]), False
+    if annotation in (int, float):
+        return annotation, False
+    if annotation is Path:
+        return click.Path(exists=True, dir_okay=False), False
+    return str, False
 
 
-@click.command("serve")
-@click.argument("config", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="run directory (default results/serve-<engine>-<model>-<time>)")
-@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
-@click.option("--engine", type=click.Choice(["iteration", "request", "hf"]))
-@click.option("--attention-backend", type=click.Choice(["auto", "reference", "batched", "flashinfer"]))
-@click.option("--cuda-graphs/--no-cuda-graphs", default=None)
-@click.option("--pinned-staging/--no-pinned-staging", default=None)
-@click.option("--kv-cache-gb", type=float)
-@click.option("--save-tokens/--no-save-tokens", default=None, help="write each request's output token ids")
-@click.option("--model")
-@click.option("--size", type=click.Choice(["full", "tiny"]))
-@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]))
-@click.option("--weights", help="'random' or a local path / cached model id")
-@click.option("--max-batch-size", type=int)
-@click.option("--max-tokens-per-iteration", type=int)
-@click.option("--block-size", type=int)
-@click.option("--num-blocks", type=int)
-@click.option("--kv-policy", type=click.Choice(["paged", "reserve"]))
-@click.option("--chunked-prefill/--no-chunked-prefill", default=None)
-@click.option("--arrival", type=click.Choice(["poisson", "gamma", "closed", "all_at_once", "sinusoidal"]))
-@click.option("--rate", type=float, help="requests per second")
-@click.option("--burstiness", type=float, help="gamma shape")
-@click.option("--concurrency", type=int, help="closed loop: requests in flight")
-@click.option("--num-requests", type=int)
-@click.option("--duration", type=float, help="seconds of arrivals (open loop)")
-@click.option("--input-len", help="N or LO-HI")
-@click.option("--output-len", help="N or LO-HI")
-@click.option("--trace", type=click.Path(exists=True, dir_okay=False), help="JSONL arrival_s,input_len,output_len")
-@click.option("--slo-ttft-ms", type=float)
-@click.option("--slo-tpot-ms", type=float)
-@click.option("--slo-e2e-ms", type=float)
-@click.option("--seed", type=int)
-def serve(config: Path | None, out: Path | None, device: str, **options) -> None:
-    """Benchmark LLM serving (iteration-level engine or a request-level baseline) on one device."""
-    from tenancy.serving.config import ServingConfig
+def config_options(model: type[BaseModel] = ServingConfig, prefix: str = "", key: str = "") -> list[click.Option]:
+    """One option per leaf field; `--max-batch-size`, `--rate` (workload), `--slo-ttft-ms` (slos).
+    A nested name that a top-level field already has gets its block's name (`--workload-seed`)."""
+    options = []
+    top = set(ServingConfig.model_fields)
+    for name, field in model.model_fields.items():
+        dotted = f"{key}{name}"
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            options += config_options(sub, PREFIX[name], f"{dotted}.")
+            continue
+        flag = (prefix + name).replace("_", "-")
+        if key and not prefix and name in top:
+            flag = f"{key.rstrip('.')}-{flag}"
+        ctype, is_bool = _click_type(field.annotation)
+        default = field.get_default(call_default_factory=True)
+        shown = "" if default is None else f" [default: {str(default).lower() if is_bool else default}]"
+        decls = [f"--{flag}/--no-{flag}" if is_bool else f"--{flag}", dotted.replace(".", "__")]
+        options.append(click.Option(decls, type=ctype, default=None, help=(field.description or "") + shown))
+    return options
 
-    overrides = {_OVERRIDES[k]: v for k, v in options.items() if v is not None}
-    try:
-        if config is not None:
-            cfg = ServingConfig.from_yaml(config, **overrides)
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{'workload__rate': 5} -> {'workload': {'rate': 5}}, skipping options not given."""
+    data: dict[str, Any] = {}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        *parents, leaf = key.split("__")
+        target = data
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = value
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> tuple[ServingConfig, str | None]:
+    """The config and the device the file asks for (a scenario's `device`), overrides applied."""
+    from tenancy.validation import read_yaml, validate
+
+    data: dict[str, Any] = {}
+    device = None
+    source = str(path) if path else "tenancy serve"
+    if path is not None:
+        raw = read_yaml(path)
+        if isinstance(raw, dict) and "tenants" in raw:
+            data, device = _from_scenario(path)
         else:
-            data: dict = {}
-            for key, value in overrides.items():
-                *parents, leaf = key.split(".")
-                target = data
-                for p in parents:
-                    target = target.setdefault(p, {})
-                target[leaf] = value
-            cfg = ServingConfig.model_validate(data)
-    except ValidationError as e:
-        raise BadInput(_one_line(e)) from None
-    except (OSError, ValueError) as e:  # unreadable / malformed YAML
-        raise BadInput(f"{config}: {str(e).splitlines()[0]}") from None
-    device = _check_device(device)
-    from tenancy.errors import EXIT_FAILED, TenancyError
-    from tenancy.results import new_run_dir
+            data = raw if isinstance(raw, dict) else raw or {}
+    return validate(ServingConfig, _merge(data, overrides), source), device
 
-    try:
-        out = new_run_dir(out, f"serve-{cfg.engine}-{cfg.model}")
-    except TenancyError as e:
-        raise BadInput(str(e)) from None
 
+def _from_scenario(path: Path) -> tuple[dict[str, Any], str]:
+    from tenancy.matrix import load_single
+    from tenancy.serving.tenant import config_for
+
+    scenario = load_single(path)
+    serving = [t for t in scenario.tenants if t.task == "serve"]
+    if len(scenario.tenants) != 1 or not serving:
+        raise TenancyError(f"{path}: tenancy serve runs one `task: serve` tenant; this scenario has "
+                           f"{len(scenario.tenants)} tenant(s): run it with `tenancy run {path}`")
+    return config_for(serving[0], scenario.seed).model_dump(mode="json"), scenario.device
+
+
+def serve(config: Path | None, out: Path | None, device: str | None, **options: Any) -> None:
+    """Benchmark LLM serving (iteration-level engine or a request-level baseline) on one device."""
+    from tenancy import results
+    from tenancy.environment import resolve_device
     from tenancy.serving.api import build_engine, engine_info, run_serving, write_run
+    from tenancy.serving.engine import ServeInterrupted
 
+    cfg, file_device = load_config(config, _nest(options))
+    device = resolve_device(device or file_device or "auto")
+    out = results.new_run_dir(out, f"serve-{cfg.engine}-{cfg.model}")
     try:
         engine = build_engine(cfg, device)
         df = run_serving(cfg, device, engine=engine)
+    except ServeInterrupted as stop:
+        write_run(out, cfg, stop.frame, device, {"serving_engine": engine_info(engine)}, interrupted=True)
+        click.echo(f"interrupted: {len(stop.frame)} request(s) that had arrived are in {out}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except (ValueError, NotImplementedError, OSError) as e:  # e.g. a bad trace file, a missing weights path
-        raise BadInput(str(e).splitlines()[0]) from None
+        raise TenancyError(" ".join(str(e).split())[:300]) from None
     s = write_run(out, cfg, df, device, {"serving_engine": engine_info(engine)})
     click.echo(f"{cfg.engine} {cfg.model}/{cfg.size}: {s['completed']}/{s['num_requests']} requests, "
                f"{s['request_throughput']:.2f} req/s, {s['output_throughput']:.1f} tok/s, "
                f"TTFT p50 {s['p50_ttft_ms']:.1f} ms, E2E p50 {s['p50_e2e_ms']:.1f} ms p99 {s['p99_e2e_ms']:.1f} ms")
     click.echo(f"wrote {out}")
-    failed = df[df["status"] != "finished"] if "status" in df else df.iloc[:0]
+    failed = df[df["status"] != "finished"]
     if len(failed):  # the reason of each is in requests.parquet; the first one here
         first = failed.iloc[0]
-        click.echo(f"error: {len(failed)} of {len(df)} requests failed; first: {first.get('error') or first['status']}",
-                   err=True)
+        reason = first.get("error") or first["status"]
+        click.echo(f"error: {len(failed)} of {len(df)} requests failed; first: {reason}", err=True)
         sys.exit(EXIT_FAILED)
 
 
-class BadInput(click.ClickException):
-    """One line ("error: ..."), exit 2: no usage block, as everywhere in tenancy."""
-
-    exit_code = 2
-
-
-def _check_device(device: str) -> str:
-    """The device to use: `auto` resolved as `tenancy run` does; one line when it cannot be used."""
-    import torch
-
-    from tenancy.environment import resolve_device
-    from tenancy.errors import TenancyError
-
-    if device == "auto":
-        try:
-            return resolve_device("auto")
-        except TenancyError as e:
-            raise BadInput(str(e)) from None
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise BadInput(f"bad --device {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadInput("--device cuda requested but no CUDA device is available")
-    if dev.type not in ("cpu", "cuda"):
-        raise BadInput(f"--device {device!r}: only cpu and cuda are supported")
-    return device
+serve_command = click.Command(
+    "serve", callback=serve, help=serve.__doc__ + "\n\nCONFIG: a serving config or a scenario with one "
+    "`task: serve` tenant; options override it.",
+    params=[click.Argument(["config"], required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+            click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path),
+                         help="Run directory (default results/serve-<engine>-<model>-<time>/)."),
+            click.Option(["--device"], type=click.Choice(["auto", "cuda", "cpu"]),
+                         help="Default: the scenario's device, else auto."),
+            *config_options()])

@@ -1,14 +1,18 @@
-"""Configuration of one serving benchmark: engine, model, KV cache, workload and SLOs.
+"""Configuration of one serving benchmark: engine, KV cache, workload and SLOs, and the model.
 
-One pydantic model so that a YAML file, CLI options and a harness process all describe a run
-the same way (and so that a bad value is one readable error, not a traceback deep in the engine).
+`EngineConfig` is everything but the model: a scenario's `serving:` block (`ServingBlock`, whose
+tenant names the model) and, with the model fields added, `ServingConfig`, what `tenancy serve`
+reads and what its command-line options are derived from. One set of fields, defaults and help
+texts for both halves of the tool.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from tenancy.validation import Strict
 
 Length = Union[int, tuple[int, int]]  # fixed, or uniform [lo, hi] inclusive
 
@@ -30,11 +34,7 @@ def parse_length(value: Union[str, int, list, tuple]) -> Length:
         raise ValueError(f"a length is N, 'LO-HI' or [LO, HI], not {value!r}") from None
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WorkloadConfig(_Strict):
+class WorkloadConfig(Strict):
     """When requests arrive and how long they are. Seeded: same config, same requests."""
 
     arrival: Literal["poisson", "gamma", "closed", "all_at_once", "sinusoidal"] = "poisson"
@@ -60,7 +60,7 @@ class WorkloadConfig(_Strict):
         return n
 
 
-class SLOs(_Strict):
+class SLOs(Strict):
     """Per-request service-level objectives; a request counts for goodput if it meets all given."""
 
     ttft_ms: Optional[float] = Field(None, gt=0)
@@ -68,58 +68,78 @@ class SLOs(_Strict):
     e2e_ms: Optional[float] = Field(None, gt=0)
 
 
-class ServingConfig(_Strict):
-    """Every field is documented in the README's serving section."""
+class EngineConfig(Strict):
+    """How the engine serves, and the load it serves (README: serving config fields)."""
 
-    engine: Literal["iteration", "request", "hf"] = "iteration"
-    model: str = "llama-3.2-1b"
-    size: Literal["full", "tiny"] = "tiny"
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    weights: str = "random"
-    attention_backend: Literal["auto", "reference", "batched", "flashinfer"] = "auto"
+    engine: Literal["iteration", "request", "hf"] = Field(
+        "iteration", description="iteration (Orca), request (in-engine static batching), hf (transformers generate)")
+    attention_backend: Literal["auto", "reference", "batched", "flashinfer"] = Field(
+        "auto", description="auto: flashinfer on a GPU where installed, else batched")
     cuda_graphs: bool = Field(True, description="decode iterations replay CUDA graphs (CUDA only)")
     pinned_staging: bool = Field(True, description="host->device copies via pinned memory (CUDA only)")
-    max_batch_size: int = Field(64, ge=1)
-    max_tokens_per_iteration: int = Field(2048, ge=1)
+    max_batch_size: int = Field(64, ge=1, description="running requests at most")
+    max_tokens_per_iteration: int = Field(2048, ge=1, description="token budget of one iteration")
     chunked_prefill: bool = Field(False, description="split prompts to fit the token budget (Orca: no)")
-    block_size: int = Field(16, ge=1)
-    num_blocks: Optional[int] = Field(None, ge=1, description="KV pool size; default from the budget")
+    block_size: int = Field(16, ge=1, description="tokens per KV block")
+    num_blocks: Optional[int] = Field(None, ge=1, description="KV pool size in blocks; default from the budget")
     kv_cache_gb: Optional[float] = Field(None, gt=0, description="KV pool size in GiB")
     kv_memory_fraction: float = Field(0.5, gt=0, le=1, description="of the tenant's memory budget after weights")
-    kv_policy: Literal["paged", "reserve"] = "paged"
-    temperature: float = Field(0.0, ge=0)
+    kv_policy: Literal["paged", "reserve"] = Field(
+        "paged", description="paged (allocate as tokens arrive, preempt) or reserve (Orca)")
+    temperature: float = Field(0.0, ge=0, description="0: greedy")
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0, description="0: off")
-    ignore_eos: bool = True
+    ignore_eos: bool = Field(True, description="run every request to its output length")
     save_tokens: bool = Field(False, description="requests.parquet gets each request's output token ids")
     workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
     slos: SLOs = Field(default_factory=SLOs)
-    seed: int = 0
 
     @model_validator(mode="after")
-    def _known_decoder(self):
-        from tenancy import models
-
-        spec = models.get(self.model)  # raises UnknownModel (a ValueError) with the known names
-        if spec.kind != "decoder":
-            raise ValueError(f"{self.model} is an encoder; serving needs a decoder")
+    def _budget_covers_batch(self):
         if self.max_tokens_per_iteration < self.max_batch_size:
             raise ValueError(f"max_tokens_per_iteration ({self.max_tokens_per_iteration}) must cover "
                              f"max_batch_size ({self.max_batch_size}): else running decodes would stall")
         return self
 
-    @classmethod
-    def from_yaml(cls, path: Union[str, Path], **overrides) -> "ServingConfig":
-        import yaml
 
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        data = data.get("serving", data)  # allow a `serving:` section in a larger scenario file
-        for key, value in overrides.items():
-            target = data
-            *parents, leaf = key.split(".")
-            for p in parents:
-                target = target.setdefault(p, {})
-            target[leaf] = value
-        return cls.model_validate(data)
+MODEL_FIELDS = ("model", "size", "dtype", "weights", "seed")
+
+
+class ServingBlock(EngineConfig):
+    """A scenario tenant's `serving:` block: the model, its size, dtype and weights are the
+    tenant's fields and the seed is the scenario's, so naming them here is a mistake, not an
+    override that would be silently replaced."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_is_the_tenants(cls, data):
+        if isinstance(data, dict):
+            for key in MODEL_FIELDS:
+                if key in data:
+                    owner = "the scenario's `seed`" if key == "seed" else f"the tenant's `{key}`"
+                    raise ValueError(f"{key} does not belong in serving: it is {owner}")
+        return data
+
+
+class ServingConfig(EngineConfig):
+    """A whole `tenancy serve` benchmark: the engine config plus the model it serves. Model
+    defaults are the harness's: full size, float16 on a GPU and float32 on a CPU."""
+
+    model: str = Field("llama-3.2-1b", description="a decoder (tenancy models)")
+    size: Literal["full", "tiny"] = Field("full", description="tiny: same architecture, 2 layers (CPU tests)")
+    dtype: Optional[Literal["float32", "float16", "bfloat16"]] = Field(
+        None, description="default float16 on a GPU, float32 on a CPU")
+    weights: str = Field("random", description="random, or a local path / cached model id")
+    seed: int = Field(0, ge=0, lt=2**32, description="weights and sampling")
+
+    @field_validator("model")
+    @classmethod
+    def _known_decoder(cls, model: str) -> str:
+        from tenancy import models
+
+        if models.get(model).kind != "decoder":  # get raises UnknownModel (a ValueError) naming the known ones
+            raise ValueError(f"{model} is an encoder; serving needs a decoder")
+        return model
+
+    def dtype_on(self, device: str) -> str:
+        return self.dtype or ("float16" if device.startswith("cuda") else "float32")

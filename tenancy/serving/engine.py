@@ -133,6 +133,27 @@ def serve(engine: Engine, specs: list[RequestSpec], concurrency: Optional[int] =
         time.sleep(wait / 1e9)
     source = RequestSource(specs, concurrency)
     seqs: list[Sequence] = []
+    try:
+        _loop(engine, source, seqs, t0)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: what arrived so far is the result
+        now = time.perf_counter_ns()
+        for seq in seqs:
+            if not seq.done:
+                seq.fail("interrupted", now)
+        raise ServeInterrupted(seqs, t0) from None
+    return seqs, t0
+
+
+class ServeInterrupted(KeyboardInterrupt):
+    """An interrupted `serve`, carrying every request that had arrived (unfinished ones failed
+    with "interrupted"), so that the caller can write them before exiting."""
+
+    def __init__(self, seqs: list[Sequence], t0: int) -> None:
+        super().__init__("interrupted")
+        self.seqs, self.t0 = seqs, t0
+
+
+def _loop(engine: Engine, source: RequestSource, seqs: list[Sequence], t0: int) -> None:
     while True:
         now = time.perf_counter_ns()
         for spec in source.due((now - t0) / 1e9):
@@ -150,4 +171,3 @@ def serve(engine: Engine, specs: list[RequestSpec], concurrency: Optional[int] =
             raise RuntimeError("closed loop stalled: nothing running and no credit to release a request")
         if (wait := t0 + nxt * 1e9 - time.perf_counter_ns()) > 0:
             time.sleep(wait / 1e9)
-    return seqs, t0

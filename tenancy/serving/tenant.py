@@ -23,13 +23,12 @@ class ServeTask:
     device: str
 
 
-def config_for(tenant) -> ServingConfig:
-    """The tenant's `serving:` block, with model, size, dtype and weights taken from the tenant."""
-    data = dict(tenant.serving or {})
-    data.update(model=tenant.model, size=tenant.size, weights=tenant.weights)
-    if tenant.dtype:
-        data["dtype"] = tenant.dtype
-    return ServingConfig.model_validate(data)
+def config_for(tenant, seed: int = 0) -> ServingConfig:
+    """The tenant's `serving:` block with the model it names (model, size, dtype, weights) and the
+    scenario's seed: the one place a scenario tenant becomes an engine config."""
+    block = tenant.serving.model_dump() if tenant.serving else {}
+    return ServingConfig.model_validate({**block, "model": tenant.model, "size": tenant.size, "dtype": tenant.dtype,
+                                         "weights": tenant.weights, "seed": seed})
 
 
 def build(tenant, device: str, seed: int) -> ServeTask:
@@ -38,7 +37,7 @@ def build(tenant, device: str, seed: int) -> ServeTask:
     from tenancy.serving.api import build_engine
     from tenancy.serving.memory import parse_mem_limit
 
-    cfg = config_for(tenant).model_copy(update={"seed": seed})
+    cfg = config_for(tenant, seed)
     limit = parse_mem_limit(tenant.mps.pinned_mem_limit) if tenant.mps else None
     return ServeTask(cfg, build_engine(cfg, device, mem_limit_bytes=limit), device)
 
