@@ -42,11 +42,12 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
 
     scenario = resolve(load_single(scenario_file), device, iterations, warmup)
     if mps_exclusive_process:
-        if scenario.sharing != "mps":
+        if scenario.mode != "mps":
             raise TenancyError(f"--mps-exclusive-process applies to sharing: mps only; {scenario_file} has "
-                               f"sharing: {scenario.sharing}")
-        scenario = scenario.model_copy(update={"mps_exclusive_process": True})
-    sharing.get(scenario.sharing).check(scenario, scenario.device)
+                               f"sharing: {scenario.mode}")
+        scenario = scenario.model_copy(update={"sharing": scenario.sharing.model_copy(
+            update={"exclusive_process": True})})
+    sharing.get(scenario.mode).check(scenario, scenario.device)
     preflight.check(scenario)  # memory (GPU and host) and the card's compute mode, before anything starts
     if nsys_mod.is_profiled_run(out):  # we are the run that nsys profiles: its directory is ready
         run_dir = Path(out)
@@ -62,7 +63,7 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
     else:
         run_dir = results.new_run_dir(out, scenario.name)
     console.print(f"[bold]{scenario.name}[/]: {len(scenario.instances())} tenant process(es), "
-                  f"sharing={scenario.sharing}, device={scenario.device} -> {run_dir}")
+                  f"sharing={scenario.mode}, device={scenario.device} -> {run_dir}")
     with _progress(scenario.iterations) as on_event:
         runner = Runner(scenario, run_dir, source=str(scenario_file), on_event=on_event)
         code = runner.run()

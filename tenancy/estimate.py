@@ -60,10 +60,10 @@ def host_tenant_mib(tenant: Tenant, device: str, per: dict[str, float]) -> float
 def _peak(scenario: Scenario, one: dict[str, float], per_process: float) -> tuple[float, float]:
     """(solo, shared) of per-tenant figures `one`; streams tenants share one process."""
     solo = max(one[t.name] for t in scenario.distinct())
-    if scenario.sharing == "exclusive":
+    if scenario.mode == "exclusive":
         return solo, 0.0
     shared = sum(one[t.name] for t, _ in scenario.instances())
-    if scenario.sharing == "streams":
+    if scenario.mode == "streams":
         shared -= per_process * (len(scenario.instances()) - 1)
     return solo, shared
 

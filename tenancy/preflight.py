@@ -23,7 +23,7 @@ def compute_mode_refusal(scenario: Scenario, card: dict[str, Any] | None) -> str
     if mode == "prohibited":
         return f"{name} is in compute mode PROHIBITED: no process may use it; set it back with {fix}"
     processes = len(scenario.instances())
-    if mode in ("exclusive_process", "exclusive_thread") and scenario.sharing == "timeslice" and processes > 1:
+    if mode in ("exclusive_process", "exclusive_thread") and scenario.mode == "timeslice" and processes > 1:
         return (f"{name} is in compute mode {mode.upper()}: one CUDA process at a time, so the "
                 f"time-sliced launch of {processes} processes would fail when its second tenant starts; "
                 f"use sharing: mps or streams, or {fix}")

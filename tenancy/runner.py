@@ -49,7 +49,7 @@ class Runner:
                  on_event: Event | None = None) -> None:
         self.scenario = scenario  # resolved
         self.run_dir = run_dir
-        self.mode = sharing.get(scenario.sharing)
+        self.mode = sharing.get(scenario.mode)
         self.on_event = on_event or (lambda key, kind, value: None)
         self.frames: list[pd.DataFrame] = []
         self.statuses: list[dict[str, Any]] = []
@@ -72,8 +72,8 @@ class Runner:
             "environment": env,
             "gpu": {k: card[k] for k in ("index", "uuid", "name")} if card else None,
             "process_env": self.process_env,
-            "orders": phase_orders(scenario.repeats, scenario.seed, scenario.sharing),
-            "sharing": {"mode": scenario.sharing, "sessions": []},
+            "orders": phase_orders(scenario.repeats, scenario.seed, scenario.mode),
+            "sharing": {"mode": scenario.mode, "sessions": []},
             "host_load": [],
             "window_closed_early": [],
             "incomplete": [],
@@ -191,7 +191,7 @@ class Runner:
             for k in ("model", "task", "batch", "seq", "new_tokens", "dtype", "size"):
                 df[k] = t[k]
             df["config"] = _config_key(t)
-            df["sharing"] = self.scenario.sharing if j.phase == "shared" else "exclusive"
+            df["sharing"] = self.scenario.mode if j.phase == "shared" else "exclusive"
             df["device"] = j.device
             frames.append(df)
             if requests:

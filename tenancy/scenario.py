@@ -4,16 +4,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
 from tenancy import models
 from tenancy.errors import TenancyError
 from tenancy.serving.config import ServingBlock
-from tenancy.validation import Strict, read_yaml, validate  # noqa: F401 (read_yaml: the scenario loader)
+from tenancy.validation import Closed, Strict, no_bool_as_number, read_yaml, validate  # noqa: F401 (read_yaml: the scenario loader)
 
-Sharing = Literal["exclusive", "timeslice", "mps", "streams"]
 DType = Literal["float16", "bfloat16", "float32"]
 
 
@@ -22,6 +21,42 @@ class TenantMps(Strict):
 
     active_thread_percentage: Optional[int] = Field(None, ge=1, le=100)
     pinned_mem_limit: Optional[str] = Field(None, pattern=r"^\d+[KMG]?$", description="e.g. 2G")
+
+
+class Exclusive(Closed):
+    """Each tenant alone (the solo phase only): baselines, the A/A control's reference."""
+
+    mode: Literal["exclusive"] = "exclusive"
+
+
+class Timeslice(Closed):
+    """Separate processes on one device, which the driver time-slices."""
+
+    mode: Literal["timeslice"] = "timeslice"
+
+
+class Streams(Closed):
+    """Threads of one process, a CUDA stream each."""
+
+    mode: Literal["streams"] = "streams"
+
+
+class Mps(Closed):
+    """Separate processes as clients of our own MPS daemon."""
+
+    mode: Literal["mps"] = "mps"
+    default_thread_percentage: Optional[int] = Field(None, ge=1, le=100, description="the daemon's default SM share")
+    exclusive_process: bool = Field(False, description="set EXCLUSIVE_PROCESS for the shared phase and restore it "
+                                    "after (root, a card you own)")
+
+    @field_validator("default_thread_percentage", mode="before")
+    @classmethod
+    def _number(cls, value):
+        return no_bool_as_number(value, int)
+
+
+Sharing = Annotated[Union[Exclusive, Timeslice, Mps, Streams], Field(discriminator="mode")]
+_MOVED = {"mps_default_thread_percentage": "default_thread_percentage", "mps_exclusive_process": "exclusive_process"}
 
 
 class Tenant(Strict):
@@ -86,18 +121,33 @@ class Scenario(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.=+-]+$")  # = and + : matrix run names
     description: str = ""
     device: Literal["auto", "cuda", "cpu"] = "auto"
-    sharing: Sharing = "timeslice"
+    sharing: Sharing = Field(default_factory=Timeslice, description="a mode, or {mode: mps, ...} with its settings")
     iterations: int = Field(100, gt=0)
     warmup: int = Field(10, ge=0)
     min_duration_s: float = Field(0.0, ge=0, allow_inf_nan=False)
     repeats: int = Field(3, gt=0, description="solo and shared launches per run; intervals are across repeats "
                          "from 3 on")
     seed: int = Field(0, ge=0, lt=2**32, description="weights and inputs are drawn from it")
-    mps_default_thread_percentage: Optional[int] = Field(None, ge=1, le=100)
-    mps_exclusive_process: bool = Field(False, description="set EXCLUSIVE_PROCESS for the shared phase "
-                                        "and restore it after (root, a card you own)")
     monitor_interval_ms: int = Field(50, ge=0, description="NVML sampling period on a GPU; 0 turns the monitor off")
     tenants: list[Tenant] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sharing_block(cls, data):
+        """`sharing: mps` is short for `sharing: {mode: mps}`; the MPS settings that were top-level
+        fields before schema 3 get a one-line way to update the file."""
+        if isinstance(data, dict):
+            for old, new in _MOVED.items():
+                if old in data:
+                    raise ValueError(f"{old} moved into the sharing block: write "
+                                     f"`sharing: {{mode: mps, {new}: {str(data[old]).lower()}}}`")
+            if isinstance(data.get("sharing"), str):
+                data = {**data, "sharing": {"mode": data["sharing"]}}
+        return data
+
+    @property
+    def mode(self) -> str:
+        return self.sharing.mode
 
     @field_validator("tenants")
     @classmethod
@@ -118,6 +168,21 @@ class Scenario(Strict):
         for t in self.tenants:
             seen.setdefault(t.config_key(), t)
         return list(seen.values())
+
+
+def stored_scenario(data: dict) -> dict:
+    """A scenario as an older manifest recorded it, in today's form (`sharing` a block with the
+    MPS settings inside), so that resuming a study or reporting on it compares like with like."""
+    data = dict(data)
+    sharing = data.get("sharing")
+    if isinstance(sharing, str):
+        block = {"mode": sharing}
+        if sharing == "mps":
+            block.update({new: data[old] for old, new in _MOVED.items() if old in data})
+        data["sharing"] = block
+    for old in _MOVED:
+        data.pop(old, None)
+    return data
 
 
 def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:

@@ -27,7 +27,7 @@ from rich.table import Table
 from tenancy import environment, preflight, results
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, TenancyError
 from tenancy.matrix import Expanded, expand_file
-from tenancy.scenario import Scenario
+from tenancy.scenario import Scenario, Timeslice, stored_scenario
 
 STUDY_JSON, SWEEP_CSV, ASIDE = "study.json", "sweep.csv", "_aside"
 SCHEMA_VERSION = 1
@@ -96,7 +96,7 @@ def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmu
         why, p.memory = preflight.refusal(p.scenario, gpus, host, params)
         if not p.skip:
             try:
-                sharing.get(p.scenario.sharing).check(p.scenario, p.scenario.device)
+                sharing.get(p.scenario.mode).check(p.scenario, p.scenario.device)
             except TenancyError as err:
                 p.skip = f"unavailable: {err}"
         p.skip = p.skip or why
@@ -116,14 +116,14 @@ def with_control(runs: list[Expanded]) -> list[Expanded]:
     first = runs[0].scenario
     tenant = first.tenants[0].model_copy(update={"copies": 1})
     name = f"{CONTROL_PREFIX}-aa.{tenant.name}"
-    scenario = first.model_copy(update={"name": name, "sharing": "timeslice", "tenants": [tenant],
+    scenario = first.model_copy(update={"name": name, "sharing": Timeslice(), "tenants": [tenant],
                                         "description": "A/A control: the same work alone in both phases"})
     return [Expanded(name, Scenario.model_validate(scenario.model_dump()), "(A/A control added by tenancy sweep)",
                      {"control": "aa"}), *runs]
 
 
 def _normalised(scenario: dict[str, Any]) -> dict[str, Any]:
-    data = json.loads(json.dumps(scenario, default=str))
+    data = stored_scenario(json.loads(json.dumps(scenario, default=str)))
     return {k: v for k, v in data.items() if k not in IGNORED_SCENARIO_KEYS}
 
 
@@ -214,7 +214,7 @@ def run_study(plans: list[Planned], study_dir: Path, overrides: dict[str, Any],
         r = p.run
         row = study.row(r.name)
         run_dir = study_dir / r.name
-        row.update(source=r.source, axes=r.axes, sharing=(p.scenario or r.scenario).sharing,
+        row.update(source=r.source, axes=r.axes, sharing=(p.scenario or r.scenario).mode,
                    processes=len(r.scenario.instances()), est_peak_mib=round(p.memory.get("peak_mib", 0.0), 1),
                    run_dir=r.name)
         if p.skip:
@@ -278,7 +278,7 @@ def dry_run_table(plans: list[Planned], study_dir: Path | None) -> Table:
         status = p.skip or "will run"
         if not p.skip and study_dir is not None and existing_status(study_dir / p.run.name, p.scenario) == "complete":
             status = "complete (skipped)"
-        table.add_row(str(i), p.run.name, p.scenario.sharing, str(len(p.scenario.instances())),
+        table.add_row(str(i), p.run.name, p.scenario.mode, str(len(p.scenario.instances())),
                       f"{p.memory['peak_mib'] / 1024:.2f} GiB", f"{p.memory['weights_mib'] / 1024:.2f} GiB",
                       f"{p.memory['host_peak_mib'] / 1024:.2f} GiB", status)
     return table
@@ -297,7 +297,7 @@ class _Bars:
 
     def start_run(self, p: Planned, i: int) -> Callable[[str, str, object], None]:
         s = p.scenario
-        per = len(s.distinct()) + (0 if s.sharing == "exclusive" else len(s.instances()))
+        per = len(s.distinct()) + (0 if s.mode == "exclusive" else len(s.instances()))
         self.counts = {}
         self.iterations = s.iterations
         self.progress.update(self.current, description=f"  {p.run.name}", total=per * s.repeats * s.iterations,

@@ -13,19 +13,29 @@ from tenancy.errors import TenancyError
 MAX_DEPTH = 64  # a config is a few levels deep; deeper is a broken or hostile file
 
 
-class Strict(BaseModel):
-    """Unknown fields are errors; YAML's true/false are not the numbers 1/0."""
+class Closed(BaseModel):
+    """Unknown fields are errors (the base of tagged-union members, whose tag field pydantic lets no
+    before-validator touch)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Strict(Closed):
+    """Unknown fields are errors; YAML's true/false are not the numbers 1/0."""
 
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_as_number(cls, value: Any, info) -> Any:
         """`copies: true` is a mistake, not one copy."""
-        annotation = str(cls.model_fields[info.field_name].annotation)
-        if isinstance(value, bool) and ("int" in annotation or "float" in annotation) and "bool" not in annotation:
-            raise ValueError("must be a number, not true/false")
-        return value
+        return no_bool_as_number(value, cls.model_fields[info.field_name].annotation)
+
+
+def no_bool_as_number(value: Any, annotation: Any) -> Any:
+    """`copies: true` is a mistake, not one copy."""
+    annotation = str(annotation)
+    if isinstance(value, bool) and ("int" in annotation or "float" in annotation) and "bool" not in annotation:
+        raise ValueError("must be a number, not true/false")
+    return value
 
 
 def format_validation_error(source: str, err: ValidationError) -> str:
@@ -35,6 +45,9 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     msg = " ".join(first["msg"].removeprefix("Value error, ").split())
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
+    elif first["type"] == "union_tag_invalid":  # a tagged union (sharing: {mode: ...}) with a bad tag
+        ctx = first.get("ctx") or {}
+        msg = f"unknown {ctx.get('discriminator', 'tag').strip(chr(39))} {ctx.get('tag')!r}; one of {ctx.get('expected_tags')}"
     more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{source}: {loc}: {msg}{more}"
 

@@ -45,6 +45,9 @@ CASES = {
     "missing-tenants": {"name": "bad"},
     "mapping-input-len": scenario(tenants=[tiny("s", "llama-3.2-1b", task="serve", serving={
         "workload": {"arrival": "poisson", "rate": 1, "num_requests": 2, "input_len": {"a": 1}}})]),
+    "model-in-serving-block": scenario(tenants=[tiny("s", "distilgpt2", task="serve", serving={
+        "model": "mistral-7b", "size": "full"})]),
+    "seed-in-serving-block": scenario(tenants=[tiny("s", "distilgpt2", task="serve", serving={"seed": 7})]),
 }
 
 
@@ -65,6 +68,8 @@ def test_each_listed_mistake_is_one_line_before_anything_runs(case, tmp_path, mo
     ("duplicate-key", "duplicate key 'name'"), ("copies-true", "tenants.0.copies: must be a number"),
     ("seq-beyond-positions", "beyond bert-base's 512 positions"), ("infinite-duration", "min_duration_s"),
     ("missing-weights", "no such local directory"), ("mapping-input-len", "serving.workload.input_len"),
+    ("model-in-serving-block", "tenants.0.serving: model does not belong in serving: it is the tenant's `model`"),
+    ("seed-in-serving-block", "seed does not belong in serving: it is the scenario's `seed`"),
 ])
 def test_the_line_names_the_field_and_the_fix(case, words, tmp_path):
     from tenancy.errors import TenancyError

@@ -22,7 +22,7 @@ def _error(data) -> str:
 def test_product_in_file_order_with_deterministic_names():
     runs = expand({**BASE, "matrix": {"sharing": ["timeslice", "streams"], "tenants.*.batch": [1, 4, 8]}}, "s.yaml")
     assert [r.name for r in runs] == [f"m.sharing={s}.batch={b}" for s in ("timeslice", "streams") for b in (1, 4, 8)]
-    assert [(r.scenario.sharing, {t.batch for t in r.scenario.tenants}) for r in runs][4] == ("streams", {4})
+    assert [(r.scenario.mode, {t.batch for t in r.scenario.tenants}) for r in runs][4] == ("streams", {4})
     assert runs[0].axes == {"sharing": "timeslice", "tenants.*.batch": "1"}
     assert [r.name for r in expand({**BASE, "matrix": {"sharing": ["timeslice", "streams"],
                                                         "tenants.*.batch": [1, 4, 8]}})] == [r.name for r in runs]
@@ -62,7 +62,7 @@ def test_a_file_without_matrix_is_one_run_named_as_written(tmp_path):
     ({"sharing": "mps"}, "s.yaml: matrix.sharing: must be a non-empty list"),
     ({"sharing": []}, "s.yaml: matrix.sharing: must be a non-empty list"),
     ({"tenants": [{"name": "a"}]}, "s.yaml: matrix.tenants[0]: each value must be a non-empty list of tenants"),
-    ({"sharing": ["mig"]}, "s.yaml (matrix run m.sharing=mig): sharing: Input should be"),
+    ({"sharing": ["mig"]}, "s.yaml (matrix run m.sharing=mig): sharing: unknown mode 'mig'; one of"),
     ({"tenants.*.batch": [0]}, "s.yaml (matrix run m.batch=0): tenants.0.batch: Input should be greater than 0"),
     ({"seed": [1, "1"]}, "s.yaml: matrix gives two runs the same name 'm.seed=1'"),
 ])
@@ -93,9 +93,9 @@ def test_seed_study_suite_follows_the_study():
     solo = [r for r in runs if r.name.startswith("solo.")]
     assert {r.scenario.tenants[0].model for r in solo} == {"bert-base", "deberta-v3-base", "distilgpt2",
                                                             "llama-3.2-1b", "mistral-7b"}
-    assert all(r.scenario.sharing == "exclusive" for r in solo)
+    assert all(r.scenario.mode == "exclusive" for r in solo)
     shared = [r for r in runs if r not in solo]
-    assert {r.scenario.sharing for r in shared} == {"timeslice", "mps"}
+    assert {r.scenario.mode for r in shared} == {"timeslice", "mps"}
     pairs = {frozenset((t.model, t.copies) for t in r.scenario.tenants) for r in runs if r.name.startswith("pair.")}
     assert len(pairs) == 15
     assert any(r.scenario.tenants[0].copies == 4 and r.scenario.tenants[1].model == "llama-3.2-1b"
@@ -110,4 +110,4 @@ def test_cpu_suite_is_the_tiny_twin():
     runs = expand_all([str(ROOT / "scenarios/cpu")])
     assert len(runs) == 20
     assert all(r.scenario.device == "cpu" and all(t.size == "tiny" for t in r.scenario.tenants) for r in runs)
-    assert {r.scenario.sharing for r in runs} == {"exclusive", "timeslice", "streams"}
+    assert {r.scenario.mode for r in runs} == {"exclusive", "timeslice", "streams"}

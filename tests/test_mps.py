@@ -60,7 +60,7 @@ def run_cli(env: dict[str, str], *args, **popen) -> subprocess.Popen:
 
 
 def mps_scenario(tmp_path: Path, **kw) -> Path:
-    fields = dict(name="mps", sharing="mps", **QUICK, mps_default_thread_percentage=60, tenants=[
+    fields = dict(name="mps", sharing={"mode": "mps", "default_thread_percentage": 60}, **QUICK, tenants=[
         tiny("a", "bert-base", batch=1, seq=8, mps={"active_thread_percentage": 30, "pinned_mem_limit": "1G"}),
         tiny("b", "bert-base", batch=1, seq=8, mps={"active_thread_percentage": 70})])
     fields.update(kw)
@@ -76,9 +76,9 @@ def test_check_names_what_is_missing(tmp_path, monkeypatch):
         MpsMode().check(scenario, "cpu")
     with pytest.raises(TenancyError, match="no-such-mps-control on PATH"):
         MpsMode(control="no-such-mps-control").check(scenario, "cuda")
-    with pytest.raises(TenancyError, match="mps_exclusive_process needs no-such-smi on PATH"):
+    with pytest.raises(TenancyError, match="sharing.exclusive_process needs no-such-smi on PATH"):
         MpsMode(control=sys.executable, nvidia_smi="no-such-smi").check(
-            parse_scenario(dict(name="x", sharing="mps", mps_exclusive_process=True,
+            parse_scenario(dict(name="x", sharing={"mode": "mps", "exclusive_process": True},
                                 tenants=[tiny("a", "bert-base")])), "cuda")
 
 
@@ -369,7 +369,7 @@ def test_a_visible_device_index_is_resolved_to_its_uuid(tmp_path, fake_env, fake
     fake_nvml(config)
     uuid = config["gpus"][1]["uuid"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    scenario = resolve(parse_scenario(dict(name="remap", sharing="mps", mps_exclusive_process=True, **QUICK,
+    scenario = resolve(parse_scenario(dict(name="remap", sharing={"mode": "mps", "exclusive_process": True}, **QUICK,
                                            tenants=[tiny("a", "bert-base", batch=1, seq=8, copies=2)])))
     runner = Runner(scenario, tmp_path / "run")
     (tmp_path / "run").mkdir()

@@ -19,7 +19,7 @@ def _error(data) -> str:
 def test_defaults_follow_the_study():
     s = parse_scenario({"name": "x", "tenants": [{"name": "b", "model": "bert-base"},
                                                   {"name": "l", "model": "llama-3.2-1b"}]})
-    assert (s.iterations, s.warmup, s.sharing, s.device) == (100, 10, "timeslice", "auto")
+    assert (s.iterations, s.warmup, s.mode, s.device) == (100, 10, "timeslice", "auto")
     bert, llama = s.tenants
     assert (bert.batch, bert.seq, bert.task, llama.task) == (8, 128, "forward", "generate")
 
@@ -30,7 +30,7 @@ def test_defaults_follow_the_study():
     ({**GOOD, "tenants": [tiny("a", "bert-base", batch=0)]}, "s.yaml: tenants.0.batch: Input should be greater than 0"),
     ({**GOOD, "tenants": [tiny("a", "bert-base", task="generate")]}, "s.yaml: tenants.0: task 'generate' needs a decoder"),
     ({**GOOD, "tenants": [tiny("a", "bert-base"), tiny("a", "distilgpt2")]}, "s.yaml: tenants: tenant names must be unique"),
-    ({**GOOD, "sharing": "mig"}, "s.yaml: sharing: Input should be"),
+    ({**GOOD, "sharing": "mig"}, "s.yaml: sharing: unknown mode 'mig'; one of 'exclusive', 'timeslice', 'mps', 'streams'"),
     ({"name": "x"}, "s.yaml: tenants: Field required"),
     (["a", "list"], "s.yaml: a scenario must be a mapping"),
 ])
@@ -100,3 +100,18 @@ def test_readme_scenario_example_is_valid():
     scenario = parse_scenario(yaml.safe_load(block), "README.md")
     assert [t.task for t in scenario.tenants] == ["forward", "generate"]
     assert scenario.tenants[1].mps.active_thread_percentage == 50 and scenario.tenants[0].copies == 4
+
+
+def test_sharing_is_a_tagged_block_with_the_string_as_shorthand():
+    from tenancy.scenario import stored_scenario
+
+    base = {"name": "s", "tenants": [{"name": "a", "model": "bert-base"}]}
+    assert parse_scenario({**base, "sharing": "mps"}).sharing == parse_scenario({**base, "sharing": {"mode": "mps"}}).sharing
+    s = parse_scenario({**base, "sharing": {"mode": "mps", "default_thread_percentage": 40}})
+    assert (s.mode, s.sharing.default_thread_percentage, s.sharing.exclusive_process) == ("mps", 40, False)
+    with pytest.raises(TenancyError, match=r"sharing\.timeslice\.default_thread_percentage: unknown field"):
+        parse_scenario({**base, "sharing": {"mode": "timeslice", "default_thread_percentage": 40}})
+    with pytest.raises(TenancyError, match=r"write `sharing: \{mode: mps, default_thread_percentage: 60\}`"):
+        parse_scenario({**base, "sharing": "mps", "mps_default_thread_percentage": 60})
+    old = {**base, "sharing": "mps", "mps_default_thread_percentage": 60, "mps_exclusive_process": False}
+    assert parse_scenario(stored_scenario(old)).sharing == s.sharing.model_copy(update={"default_thread_percentage": 60})

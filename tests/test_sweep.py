@@ -208,7 +208,7 @@ def test_a_study_starts_with_an_a_a_control(tmp_path):
     runs = with_control(expand_all([str(path)]))
     control = runs[0].scenario
     assert [r.name for r in runs] == ["control-aa.bert", "p"]
-    assert control.sharing == "timeslice" and len(control.instances()) == 1
+    assert control.mode == "timeslice" and len(control.instances()) == 1
     assert control.tenants[0].model_dump() == {**runs[1].scenario.tenants[0].model_dump(), "copies": 1}
     assert (control.iterations, control.min_duration_s, control.repeats) == (FAST["iterations"], 1.5, 1)
     assert with_control(runs) == runs

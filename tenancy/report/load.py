@@ -17,11 +17,11 @@ import pandas as pd
 
 from tenancy import models, results
 from tenancy.errors import TenancyError
+from tenancy.scenario import stored_scenario
 from tenancy.monitor import GPU_FILE
 
 CATEGORIES = ("encoders only", "decoders only", "mixed")
-_NOT_WORK = ("name", "description", "sharing", "mps_default_thread_percentage", "mps_exclusive_process",
-             "monitor_interval_ms", "repeats", "seed")  # how often / in which order is not what was measured
+_NOT_WORK = ("name", "description", "sharing", "monitor_interval_ms", "repeats", "seed")  # how often / in which order is not what was measured
 
 
 def find_run_dirs(path: str | Path) -> list[Path]:
@@ -83,7 +83,7 @@ def read(path: Path) -> dict[str, Any]:
 def describe(run: dict[str, Any], study: str) -> dict[str, Any]:
     """Add the labels the report groups by; everything else stays as read."""
     m = run["manifest"]
-    sc = m["scenario"]
+    sc = stored_scenario(m["scenario"])
     tenants = sc["tenants"]
     processes = sum(int(t.get("copies", 1)) for t in tenants)
     configs = {_config(t) for t in tenants}
@@ -101,7 +101,7 @@ def describe(run: dict[str, Any], study: str) -> dict[str, Any]:
     metrics = run["metrics"] if isinstance(run["metrics"], dict) else {}
     run.update(
         id=f"{study}/{run['path'].name}", study=study, name=name, status=m.get("status", "?"),
-        sharing=sc.get("sharing", "?"), device=sc.get("device", "?"), processes=processes,
+        sharing=(sc.get("sharing") or {}).get("mode", "?"), device=sc.get("device", "?"), processes=processes,
         label="+".join(f"{t['name']}x{t['copies']}" if t.get("copies", 1) > 1 else t["name"] for t in tenants),
         category=category, shared=bool(shared),
         is_pair=bool(shared and processes == 2),
@@ -111,7 +111,7 @@ def describe(run: dict[str, Any], study: str) -> dict[str, Any]:
         # of two tenants (a pair measured twice) is a pair: its effect is real, not "no effect".
         is_control=bool(shared and processes == 1),
         key=json.dumps(work, sort_keys=True, default=str),
-        cell=json.dumps([sc.get("sharing", "?"), work], sort_keys=True, default=str),
+        cell=json.dumps([sc.get("sharing"), work], sort_keys=True, default=str),  # the mode and its settings
         schema=int(m.get("schema_version") or 1),
         has_intervals="ci_basis" in metrics,
         threads_per_tenant=m.get("threads_per_tenant"),

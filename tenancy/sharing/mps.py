@@ -7,7 +7,7 @@ only tighten the daemon's default, so the effective value (the minimum) is recor
 Once all tenants are warm, the daemon's client list must name every tenant pid: a client that
 cannot reach the daemon silently runs without MPS, so this check is the only proof.
 
-The compute mode is left alone unless the scenario opts in (`mps_exclusive_process: true` or
+The compute mode is left alone unless the scenario opts in (`sharing: {mode: mps, exclusive_process: true}` or
 `tenancy run --mps-exclusive-process`): then the card is set to EXCLUSIVE_PROCESS with nvidia-smi
 for the shared phase and its previous mode restored afterwards (needs root and a card you own).
 """
@@ -55,10 +55,10 @@ class MpsMode(SharingMode):
         if shutil.which(self.control) is None:
             raise TenancyError(f"sharing: mps needs {self.control} on PATH (it ships with the NVIDIA driver); "
                                f"install the driver utilities or set {CONTROL_ENV}")
-        self.default_thread_percentage = scenario.mps_default_thread_percentage
-        self.exclusive_process = bool(getattr(scenario, "mps_exclusive_process", False))
+        self.default_thread_percentage = scenario.sharing.default_thread_percentage
+        self.exclusive_process = scenario.sharing.exclusive_process
         if self.exclusive_process and shutil.which(self.nvidia_smi) is None:
-            raise TenancyError(f"mps_exclusive_process needs {self.nvidia_smi} on PATH")
+            raise TenancyError(f"sharing.exclusive_process needs {self.nvidia_smi} on PATH")
 
     @contextmanager
     def session(self, run_dir: Path) -> Iterator[dict[str, Any]]:
