@@ -18,6 +18,7 @@ from tenancy.errors import TenancyError
 
 MANIFEST, SAMPLES, SUMMARY, METRICS = "manifest.json", "samples.parquet", "summary.csv", "metrics.json"
 REQUESTS = "requests.parquet"  # serving tenants only
+GPU = "gpu.parquet"  # the NVML monitor, on a GPU
 SCHEMA_VERSION = 2
 
 

@@ -229,7 +229,9 @@ class Runner:
                      f"{x['foreign_cores']:.2f} cores on average: the numbers include their interference"
                      for x in self.manifest["host_load"] if x["foreign_cores"] > WARN_CORES]
         warnings += [f"incomplete: {why}" for why in self.manifest["incomplete"]]
-        gpu_summary, gpu_warnings = self.monitor.write(d, samples, self.manifest)
+        gpu, gpu_summary, gpu_warnings = self.monitor.table(samples, self.manifest)
+        if not gpu.empty:
+            results.write_table(d / results.GPU, gpu)
         warnings += gpu_warnings
         metrics = {**metrics, "gpu": gpu_summary, "warnings": warnings}
         results.write_json(d / results.METRICS, metrics)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from threading import BrokenBarrierError
 from typing import Any
 
+from tenancy.sync import Quota
+
 COLUMNS = ("iteration", "start_ns", "end_ns", "latency_ms", "prefill_ms", "decode_ms_per_token", "host_ms", "extra")
 BARRIER_TIMEOUT_S = 3600.0  # a tenant that never arrives is caught by the launcher long before
 
@@ -49,14 +51,13 @@ def measure(task, timer, sync, job: Job, cols: dict[str, list], progress=None) -
     import nvtx
 
     new_tokens = job.tenant["new_tokens"]
-    min_ns = int(job.min_duration_s * 1e9)
-    done = False
+    quota = Quota(sync, job.slot, job.iterations, job.min_duration_s)
     i = 0
-    sync.wait_start(BARRIER_TIMEOUT_S)
-    t0 = time.perf_counter_ns()
-    last_report = t0
+    quota.start(BARRIER_TIMEOUT_S)
+    last_report = quota.t0
+    go = not sync.aborted()
     with nvtx.annotate(f"{job.label}:measure", color="red"):
-        while not sync.aborted():
+        while go:
             rng = nvtx.start_range(f"{job.label}:iter", payload=i)  # one name per tenant: nsys sums it
             start = time.perf_counter_ns()
             timer.start()
@@ -73,13 +74,9 @@ def measure(task, timer, sync, job: Job, cols: dict[str, list], progress=None) -
             cols["decode_ms_per_token"].append(
                 stages[1] / (new_tokens - 1) if len(stages) == 2 and new_tokens > 1 else float("nan"))
             cols["host_ms"].append((issued - start) / 1e6)
-            cols["extra"].append(done)
+            cols["extra"].append(quota.extra)
             i += 1
-            if not done and i >= job.iterations and end - t0 >= min_ns:
-                done = True
-                sync.mark_done(job.slot)
-            if done and sync.all_done():
-                break
+            go = quota.keep_going(i, end)
             if progress and end - last_report > 200_000_000:
                 progress(i)
                 last_report = end

@@ -36,3 +36,20 @@ def test_a_tenant_killed_mid_message_does_not_block_the_others():
     b.join()
     assert got == [("ready", "b", 1)]
     assert len(inbox.readers) == 1, "the dead writer's pipe is dropped"
+
+
+def test_the_quota_rule_counts_items_and_time_then_waits_for_everyone():
+    """One rule for every tenant: done after the items *and* the minimum time, then extra rows
+    until all are done; an abort stops at once."""
+    from tenancy.sync import Quota, ThreadSync
+
+    sync = ThreadSync(2)
+    q = Quota(sync, 0, items=3, min_duration_s=1.0)
+    q.t0 = 0
+    assert q.keep_going(3, now_ns=500_000_000) and not q.extra  # items, not yet the time
+    assert q.keep_going(4, now_ns=1_000_000_000) and q.extra  # both: done, but tenant 1 is not
+    sync.mark_done(1)
+    assert not q.keep_going(5, now_ns=1_100_000_000)
+    other = Quota(ThreadSync(1), 0, items=10, min_duration_s=0)
+    other.sync.abort()
+    assert not other.keep_going(1, now_ns=0) and not other.extra

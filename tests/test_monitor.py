@@ -14,7 +14,7 @@ import pytest
 from fake_nvml import FOREIGN_PID, POWER_W, FakeReader
 from helpers import machine
 from tenancy import monitor
-from tenancy.monitor import Monitor, NvmlReader, foreign_processes, frame, mark_window, sample_loop, summarize
+from tenancy.monitor import Monitor, NvmlReader, foreign_processes, frame, launch_summary, sample_loop, window
 
 
 def test_sample_loop_samples_only_while_labelled():
@@ -79,13 +79,13 @@ def _synthetic():
         *[{"phase": "shared", "repeat": 0, "tenant": n, "start_ns": 11 * s, "end_ns": 13 * s, "in_window": True,
            "batch": b, "new_tokens": 4, "task": task} for n, b, task in (("a", 8, "forward"), ("g", 2, "generate"))],
     ])
-    return mark_window(frame(rows), samples), samples
+    return window(frame(rows), samples), samples
 
 
 def test_summary_covers_the_common_window():
     gpu, samples = _synthetic()
     assert gpu.loc[gpu["launch"] == "a", "in_window"].sum() == 11  # 1.0 .. 2.0 s inclusive
-    solo, shared = summarize(gpu, samples)
+    solo, shared = launch_summary(gpu, samples)
     assert solo["launch"] == "a" and solo["rows"] == 11 and solo["items"] == 8
     assert solo["energy_j"] == pytest.approx(100.0) and solo["j_per_item"] == pytest.approx(12.5)
     assert solo["gpu_util_mean_pct"] == 40.0 and solo["mem_used_peak_mib"] == 1020.0
@@ -100,7 +100,7 @@ def test_only_throttling_bits_count_as_throttled():
     gpu, samples = _synthetic()
     for bits, share in ((0x10, 0.0), (0x2, 0.0), (0x100, 0.0), (0x1 | 0x10, 0.0), (0x8, 1.0), (0x40 | 0x10, 1.0)):
         gpu["throttle_reasons"] = float(bits)
-        assert summarize(gpu, samples)[0]["throttled_share"] == share, hex(bits)
+        assert launch_summary(gpu, samples)[0]["throttled_share"] == share, hex(bits)
 
 
 def test_nvml_reader_survives_an_older_driver(fake_nvml):
@@ -125,7 +125,7 @@ def test_nvml_reader_survives_an_older_driver(fake_nvml):
 def test_energy_falls_back_to_integrated_power():
     gpu, samples = _synthetic()
     gpu["energy_j"] = np.nan
-    solo, _ = summarize(gpu, samples)
+    solo, _ = launch_summary(gpu, samples)
     assert solo["energy_j"] == pytest.approx(100.0)  # 100 W over 1 s
 
 
@@ -146,7 +146,8 @@ def test_monitor_off_without_a_gpu(tmp_path, monkeypatch):
         pass
     m.stop()
     assert m.info == {"enabled": False, "interval_ms": 50, "reason": "device is cpu: no GPU to monitor"}
-    assert m.write(tmp_path, pd.DataFrame(), {}) == ([], []) and not (tmp_path / "gpu.parquet").exists()
+    gpu, summary, warnings = m.table(pd.DataFrame(), {})
+    assert gpu.empty and summary == [] and warnings == []
     off = Monitor(0, "cuda")
     off.start()
     assert off.info["reason"] == "monitor_interval_ms is 0"

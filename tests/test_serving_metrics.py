@@ -6,7 +6,7 @@ import math
 import pytest
 
 from tenancy.serving.block_manager import BlockManager
-from tenancy.serving.metrics import summarize, to_frame
+from tenancy.serving.metrics import request_summary, to_frame
 from tenancy.serving.sequence import SamplingParams, Sequence, Status
 
 MS = 1_000_000  # ns
@@ -37,7 +37,7 @@ def test_per_request_and_summary_definitions():
     assert df["tpot_ms"][2] == pytest.approx(500)
     assert df["token_times_s"][0] == pytest.approx([0.1, 0.12, 0.16])
 
-    s = summarize(df, {"ttft_ms": 150, "tpot_ms": 100})
+    s = request_summary(df, {"ttft_ms": 150, "tpot_ms": 100})
     assert s["duration_s"] == pytest.approx(1.0)  # clock start to the last finish
     assert s["request_throughput"] == pytest.approx(3.0)
     assert s["output_throughput"] == pytest.approx(6.0)
@@ -45,8 +45,8 @@ def test_per_request_and_summary_definitions():
     assert s["mean_ttft_ms"] == pytest.approx(350 / 3) and s["p50_ttft_ms"] == pytest.approx(100)
     assert s["mean_itl_ms"] == pytest.approx((20 + 40 + 100) / 3) and s["p50_itl_ms"] == pytest.approx(40)
     assert s["mean_tpot_ms"] == pytest.approx(265)
-    assert summarize(df, {"e2e_ms": 100})["goodput"] == pytest.approx(1.0)
-    assert math.isnan(summarize(df)["goodput"])  # no SLO given
+    assert request_summary(df, {"e2e_ms": 100})["goodput"] == pytest.approx(1.0)
+    assert math.isnan(request_summary(df)["goodput"])  # no SLO given
 
 
 def test_failed_requests_are_counted_not_measured():
@@ -54,7 +54,7 @@ def test_failed_requests_are_counted_not_measured():
     bad = Sequence(1, [5] * 4, SamplingParams(4), arrival_ns=5 * MS)
     bad.fail("too long", 5 * MS)
     df = to_frame([ok, bad], 0, "iteration")
-    s = summarize(df, {"ttft_ms": 1000})
+    s = request_summary(df, {"ttft_ms": 1000})
     assert (s["completed"], s["failed"], s["goodput"]) == (1, 1, pytest.approx(1 / 0.02))
     assert df.loc[1, "error"] == "too long" and df.loc[1, "output_len"] == 0
 

@@ -15,7 +15,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from tenancy.serving import ServingConfig, build_engine, run_serving, summarize
+from tenancy.serving import ServingConfig, build_engine, run_serving, request_summary
 from tenancy.serving.model_runner import kv_bytes_per_block
 from tenancy.serving.sequence import SamplingParams, Sequence
 
@@ -60,7 +60,7 @@ def bench_curve(args) -> None:
                                     input_len=args.input_len, output_len=args.output_len, seed=args.seed))
             if name not in engines:
                 engines[name] = build_engine(cfg, args.device)
-            s = summarize(run_serving(cfg, args.device, engine=engines[name]))
+            s = request_summary(run_serving(cfg, args.device, engine=engines[name]))
             rows.append([rate, name, f"{s['completed']}/{s['num_requests']}", s["request_throughput"],
                          s["output_throughput"], s["p50_ttft_ms"], s["p50_e2e_ms"], s["p99_e2e_ms"],
                          s["num_preemptions"]])
@@ -158,7 +158,7 @@ def bench_saturation(args) -> None:
                             workload=dict(arrival="all_at_once", num_requests=args.saturation_requests,
                                           input_len=args.input_len, output_len=args.output_len, seed=args.seed))
         engine = build_engine(cfg, args.device)
-        s = summarize(run_serving(cfg, args.device, engine=engine))
+        s = request_summary(run_serving(cfg, args.device, engine=engine))
         out[name] = s
         rows.append([name, f"{s['completed']}/{s['num_requests']}", s["duration_s"], s["output_throughput"],
                      s["output_throughput"] / out[next(iter(out))]["output_throughput"], s["p50_ttft_ms"],
@@ -176,7 +176,7 @@ def bench_offline(args) -> None:
                         workload=dict(arrival="all_at_once", num_requests=256, input_len=(100, 1024),
                                       output_len=(100, 1024), seed=args.seed))
     engine = build_engine(cfg, args.device)
-    s = summarize(run_serving(cfg, args.device, engine=engine))
+    s = request_summary(run_serving(cfg, args.device, engine=engine))
     table(f"offline, nano-vllm shape ({args.model}/{args.size} {args.dtype}, {args.device}, "
           f"{engine.runner.backend_name})", ["requests", "output tokens", "time s", "out tok/s"],
           [[s["completed"], s["total_output_tokens"], s["duration_s"], s["output_throughput"]]])

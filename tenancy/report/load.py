@@ -18,7 +18,6 @@ import pandas as pd
 from tenancy import models, results
 from tenancy.errors import TenancyError
 from tenancy.scenario import stored_scenario
-from tenancy.monitor import GPU_FILE
 
 CATEGORIES = ("encoders only", "decoders only", "mixed")
 _NOT_WORK = ("name", "description", "sharing", "monitor_interval_ms", "repeats", "seed")  # how often / in which order is not what was measured
@@ -67,11 +66,11 @@ def read(path: Path) -> dict[str, Any]:
     if not isinstance(m, dict) or not isinstance(m.get("scenario"), dict) or not m["scenario"].get("tenants"):
         raise TenancyError(f"{path}: broken manifest.json (no scenario with tenants)")
     run["gpu"] = pd.DataFrame()
-    if (path / GPU_FILE).exists():
+    if (path / results.GPU).exists():
         try:
-            run["gpu"] = pd.read_parquet(path / GPU_FILE)
+            run["gpu"] = pd.read_parquet(path / results.GPU)
         except (OSError, ValueError) as err:
-            run["gpu_error"] = f"{path / GPU_FILE}: unreadable ({' '.join(str(err).split())[:120]})"
+            run["gpu_error"] = f"{path / results.GPU}: unreadable ({' '.join(str(err).split())[:120]})"
     s = run["samples"]
     if not s.empty:
         missing = {"phase", "tenant", "copy", "latency_ms", "in_window", "config", "model"} - set(s.columns)

@@ -17,7 +17,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "ServingConfig": "config", "WorkloadConfig": "config", "SLOs": "config",
-    "build_engine": "api", "run_serving": "api", "write_run": "api", "summarize": "metrics",
+    "build_engine": "api", "run_serving": "api", "write_run": "api", "request_summary": "metrics",
 }
 __all__ = list(_EXPORTS)
 

@@ -13,7 +13,7 @@ from tenancy.serving import workload
 from tenancy.serving.config import ServingConfig
 from tenancy.serving.engine import Engine, LLMEngine, ServeInterrupted, serve
 from tenancy.serving.hf_baseline import HFEngine
-from tenancy.serving.metrics import summarize, to_frame
+from tenancy.serving.metrics import request_summary, to_frame
 
 
 def build_engine(cfg: ServingConfig, device: str = "cpu", hf_model=None,
@@ -65,7 +65,7 @@ def write_run(out_dir: Union[str, Path], cfg: ServingConfig, df: pd.DataFrame, d
     """A `tenancy serve` run directory (results.write_serving); returns its summary row."""
     from tenancy import results
 
-    summary = {"engine": cfg.engine, "model": cfg.model, "size": cfg.size, **summarize(df, cfg.slos)}
+    summary = {"engine": cfg.engine, "model": cfg.model, "size": cfg.size, **request_summary(df, cfg.slos)}
     ok = len(df) > 0 and (df["status"] == "finished").all()
     status = "interrupted" if interrupted else "complete" if ok else "failed"
     results.write_serving(Path(out_dir), df, summary, {

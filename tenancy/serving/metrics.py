@@ -70,7 +70,7 @@ def meets_slos(df: pd.DataFrame, slos: SLOs) -> pd.Series:
     return ok
 
 
-def summarize(df: pd.DataFrame, slos: Union[SLOs, dict, None] = None) -> dict[str, float]:
+def request_summary(df: pd.DataFrame, slos: Union[SLOs, dict, None] = None) -> dict[str, float]:
     """One row of summary.csv from requests.parquet rows (see the module docstring)."""
     slos = SLOs.model_validate(slos or {}) if not isinstance(slos, SLOs) else slos
     done = df[df["status"] == Status.FINISHED.value] if len(df) else df

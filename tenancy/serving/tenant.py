@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenancy.serving.config import ServingConfig
+from tenancy.sync import Quota
 
 
 @dataclass
@@ -46,12 +47,11 @@ def measure(task: ServeTask, sync, job, cols: dict[str, list], progress=None) ->
     """Fills `cols` (one row per request) and cols["requests"] (the engine's full records)."""
     from tenancy.serving.api import run_serving
 
-    min_ns = int(job.min_duration_s * 1e9)
-    done = False
-    sync.wait_start()
-    t0 = time.perf_counter_ns()
+    quota = Quota(sync, job.slot, 1, job.min_duration_s)  # one pass of the workload
+    quota.start()
     replay = 0
-    while not sync.aborted():
+    go = not sync.aborted()
+    while go:
         start = time.perf_counter_ns()
         df = run_serving(task.cfg, task.device, start_ns=start, engine=task.engine)
         offset = len(cols["iteration"])
@@ -62,15 +62,11 @@ def measure(task: ServeTask, sync, job, cols: dict[str, list], progress=None) ->
             cols["latency_ms"].append(r.e2e_ms)
             cols["prefill_ms"].append(r.ttft_ms)
             cols["decode_ms_per_token"].append(r.tpot_ms)
-            cols["extra"].append(done)
+            cols["extra"].append(quota.extra)
         df["replay"] = replay
-        df["extra"] = done
+        df["extra"] = quota.extra
         cols["requests"].extend(df.to_dict("records"))
         replay += 1
         if progress:
             progress(len(cols["iteration"]))
-        if not done and time.perf_counter_ns() - t0 >= min_ns:
-            done = True
-            sync.mark_done(job.slot)
-        if done and sync.all_done():
-            break
+        go = quota.keep_going(replay)
