@@ -9,6 +9,7 @@ same compute, 4.8 TB/s) are only a sanity check.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from typing import Any
 
@@ -57,6 +58,7 @@ def measure(device: str, dtype: str, threads: int | None = None) -> dict[str, An
         return {"device": kind, "name": name, "dtype": dtype, "flops_per_s": 2 * n**3 / t_gemm,
                 "bytes_per_s": 2 * COPY_MIB[kind] * 2**20 / t_copy, "gemm_n": n, "copy_mib": COPY_MIB[kind],
                 "threads": torch.get_num_threads() if kind == "cpu" else None,
+                "load_avg_1m": os.getloadavg()[0],  # a busy host measures low peaks: check this first
                 "method": "best of repeated torch.mm (2n^3 FLOP) and Tensor.copy_ (2 x buffer bytes)"}
     finally:
         torch.set_num_threads(before)

@@ -52,6 +52,9 @@ def roofline_plot(table: pd.DataFrame, out: Path) -> dict[str, Any]:
             ax.legend(fontsize="x-small", loc="lower right")
         fig.tight_layout()
         file = _save(fig, out, "roofline.png")
+    above = int((table["mfu"] > 1).sum() + (table["mbu"] > 1).sum())
+    warn = (f" {above} dot(s) lie above the roof: the peaks are too low (measured on a busy host? see "
+            "`load_avg_1m` in manifest.json `peaks`) or the timing is wrong." if above else "")
     cols = ["run", "phase", "tenant", "copy", "model", "task", "gflop", "mbyte", "intensity", "achieved_gflops",
             "mean_ms", "floor_ms", "bound", "mfu", "mbu", "peaks"]
     return figure("roofline", title,
@@ -59,7 +62,7 @@ def roofline_plot(table: pd.DataFrame, out: Path) -> dict[str, Any]:
                   "formulas, tenancy/roofline.py) against the FLOP/s its mean latency achieved; filled: alone, "
                   "hollow: shared. The black roof is what the measured peaks allow (a GEMM for FLOP/s, a copy for "
                   "bytes/s); the distance below it is time the roofline does not explain. A dot above the roof "
-                  "would be a measurement error. " + _peaks_note(table), file, table[cols])
+                  "would be a measurement error. " + _peaks_note(table) + warn, file, table[cols])
 
 
 def prediction_plot(pred: pd.DataFrame, out: Path) -> dict[str, Any]:
