@@ -104,5 +104,5 @@ def prediction_table(runs: list[dict[str, Any]], slowdowns: pd.DataFrame, cache:
                          "model": s.model, "compute": d.compute, "memory": d.memory, "slots": d.slots,
                          "bottleneck": neck, "predicted": p, "measured": s.slowdown, "lo": s.lo, "hi": s.hi,
                          "error": p / s.slowdown - 1 if s.slowdown else math.nan, "explained": inside,
-                         "peaks": source})
+                         "basis": s.basis, "peaks": source})
     return pd.DataFrame(rows)

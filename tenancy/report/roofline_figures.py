@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from tenancy.report.figures import _colors, _save, _style, figure
+from tenancy.report.figures import _colors, _save, _style, figure, intervals_caption
 from tenancy.report.load import model_order
 
 
@@ -62,7 +62,8 @@ def roofline_plot(table: pd.DataFrame, out: Path) -> dict[str, Any]:
                   "formulas, tenancy/roofline.py) against the FLOP/s its mean latency achieved; filled: alone, "
                   "hollow: shared. The black roof is what the measured peaks allow (a GEMM for FLOP/s, a copy for "
                   "bytes/s); the distance below it is time the roofline does not explain. A dot above the roof "
-                  "would be a measurement error. " + _peaks_note(table) + warn, file, table[cols])
+                  "would be a measurement error. No intervals: each dot is a mean latency (the per-tenant table has "
+                  "them). " + _peaks_note(table) + warn, file, table[cols])
 
 
 def prediction_plot(pred: pd.DataFrame, out: Path) -> dict[str, Any]:
@@ -97,5 +98,6 @@ def prediction_plot(pred: pd.DataFrame, out: Path) -> dict[str, Any]:
                   "its slowdown next to its neighbours: a resource whose summed demand exceeds 1 slows every tenant "
                   "using it by that sum (tenancy/predict.py). error = predicted / measured - 1; explained = the "
                   "prediction lies inside the measured interval. Where it does not, the interference is something "
-                  "the roofline does not model (scheduling, caches, the host)." + summary + " " + _peaks_note(pred),
+                  "the roofline does not model (scheduling, caches, the host)." + summary + intervals_caption(pred) + " "
+                  + _peaks_note(pred),
                   file, pred)
