@@ -29,7 +29,10 @@ def run_peaks(run: dict[str, Any], cache: peaks.Cache) -> tuple[dict[str, Any] |
     if run["device"] != "cpu":
         return None, "no peaks in the run and it ran on a GPU"
     got = cache.get("cpu", dtypes)
-    return (None, got["error"]) if "error" in got else (got, AT_REPORT)
+    if "error" in got:
+        return None, got["error"]
+    load = max(p.get("load_avg_1m", 0.0) for p in got.values())
+    return got, f"{AT_REPORT} (1-minute load average {load:.1f}: a busy host measures low peaks)"
 
 
 def works(run: dict[str, Any]) -> dict[str, dict[str, Any]]:

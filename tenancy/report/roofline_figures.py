@@ -49,14 +49,14 @@ def roofline_plot(table: pd.DataFrame, out: Path) -> dict[str, Any]:
             ax.set_xlabel("arithmetic intensity (FLOP / byte of the step)")
             ax.set_ylabel("achieved GFLOP/s (step FLOPs / mean latency)")
             ax.set_title(str(dev), fontsize="medium")
-            ax.legend(fontsize="x-small", loc="lower right")
+            ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
         fig.tight_layout()
         file = _save(fig, out, "roofline.png")
     above = int((table["mfu"] > 1).sum() + (table["mbu"] > 1).sum())
     warn = (f" {above} dot(s) lie above the roof: the peaks are too low (measured on a busy host? see "
             "`load_avg_1m` in manifest.json `peaks`) or the timing is wrong." if above else "")
     cols = ["run", "phase", "tenant", "copy", "model", "task", "gflop", "mbyte", "intensity", "achieved_gflops",
-            "mean_ms", "floor_ms", "bound", "mfu", "mbu", "peaks"]
+            "mean_ms", "floor_ms", "bound", "mfu", "mbu", "peak_gflops", "peak_gbps", "peaks"]
     return figure("roofline", title,
                   "Each dot is one tenant copy of one run: its step's FLOPs over its bytes (the model config's "
                   "formulas, tenancy/roofline.py) against the FLOP/s its mean latency achieved; filled: alone, "
