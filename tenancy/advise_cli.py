@@ -14,6 +14,7 @@ from tenancy.advise import Evidence, Measured, format_plan, parse_pairs, plan
 def evidence(paths: list[str]) -> Evidence:
     """What a study measured, as the advisor needs it (report tables, nothing re-run)."""
     from tenancy import predict
+    from tenancy.floors import peak_for
     from tenancy.peaks import Cache
     from tenancy.report import load, roofline, stats
 
@@ -53,8 +54,6 @@ def evidence(paths: list[str]) -> Evidence:
             w = works.get(n)
             slots = predict.slots_held(run["device"], mode, (w or {}).get("threads") or run["threads_per_tenant"],
                                        env.get("cpu_count"))
-            from tenancy.floors import peak_for
-
             dem.append(predict.demand(w, solo_ms[n], peak_for(pk, w["dtype"]), slots) if w else None)
         return None if any(d is None for d in dem) else predict.slowdowns(dem)
 
