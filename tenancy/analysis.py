@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from tenancy import floors as roofline_columns
 from tenancy import stats
 
 CV_WARN = 0.10  # IQR / median (or CV of repeat means) at or above this is flagged
@@ -25,7 +26,7 @@ OPEN_LOOP = "serve"  # the task whose samples are requests of an open-loop workl
 SUMMARY_COLUMNS = ["phase", "tenant", "copy", "model", "task", "config", "n", "n_repeats", "mean_ms", "p50_ms",
                    "p90_ms", "p99_ms", "std_ms", "cv", "iqr_over_median", "items_per_s", "tokens_per_s", "prefill_ms",
                    "decode_ms_per_token", "host_share", "slowdown", "slowdown_ci_low", "slowdown_ci_high", "verdict",
-                   "noise_floor"]
+                   "noise_floor", *roofline_columns.COLUMNS]
 
 
 def mark_window(df: pd.DataFrame, close_ns: int | None = None) -> pd.DataFrame:
@@ -162,8 +163,10 @@ def _interval(metric: str, values: Iterable[float], fallback) -> tuple[float, fl
 CI_METHODS = {"repeats": "student-t over repeats", "within-run": "moving-block bootstrap within launches"}
 
 
-def analyze(samples: pd.DataFrame, orders: dict[int, str] | None = None, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """The summary table and the metrics of a run, from its window-marked samples."""
+def analyze(samples: pd.DataFrame, orders: dict[int, str] | None = None, seed: int = 0,
+            peaks: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """The summary table and the metrics of a run, from its window-marked samples; `peaks`
+    (manifest.json `peaks`) add the roofline columns."""
     orders = orders or {}
     if samples.empty:  # still the table's columns: a run that measured nothing has an empty table
         return pd.DataFrame(columns=SUMMARY_COLUMNS), {**_empty_colocation(), "per_repeat": [], "per_tenant": [],
@@ -188,7 +191,7 @@ def analyze(samples: pd.DataFrame, orders: dict[int, str] | None = None, seed: i
                            "noise_floor": floor, "normalised_progress": 1 / point if point else math.nan,
                            "ci_basis": basis})
     if not summary.empty:
-        summary = _attach_slowdowns(summary, per_tenant)
+        summary = roofline_columns.attach(_attach_slowdowns(summary, per_tenant), samples, peaks)
     metrics = {**colocation_metrics(samples, reps, orders, seed), "per_tenant": per_tenant,
                "noise": floors.to_dict("records"), "serving": serving_slowdowns(summary, samples)}
     return summary, metrics
@@ -311,6 +314,7 @@ def warnings_for(summary: pd.DataFrame, metrics: dict[str, Any], overlaps: dict[
         else:
             out.append(f"STP {stp:.2f} exceeds the number of tenants ({n}) beyond its interval: a measurement "
                        "artefact (the baseline or the shared phase ran in a different machine state), not a finding")
+    out += roofline_columns.warnings(summary)
     for who, frac in overlaps.items():
         if frac < OVERLAP_WARN:
             out.append(f"{who}: only {frac:.0%} of its samples overlap every other tenant")

@@ -181,6 +181,8 @@ from tenancy.report.cli import report as _report  # noqa: E402
 cli.add_command(_report)
 from tenancy.serving.cli import serve_command as _serve  # noqa: E402
 cli.add_command(_serve)
+from tenancy.advise_cli import advise as _advise  # noqa: E402
+cli.add_command(_advise)
 
 
 def _raise_interrupt(signum, frame):

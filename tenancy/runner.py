@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from tenancy import analysis, environment, gpu, preflight, results, sharing
+from tenancy import analysis, environment, gpu, peaks, preflight, results, sharing
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from tenancy.hostload import WARN_CORES, HostLoad
 from tenancy.launch import Interrupted, Launch, Outcome, environ
@@ -95,6 +95,9 @@ class Runner:
         code = EXIT_OK
         try:
             with environ(self.process_env), self.mode.isolated():
+                # the roofline's peaks, once per dtype, on the run's GPU before any tenant loads it
+                self.manifest["peaks"] = peaks.measure_all(self.scenario.device, [t.dtype for t in self.scenario.tenants],
+                                                           self.mode.solo_env(self.scenario.tenants[0]))
                 self.monitor.start()
                 code = self._repeats()
         except (Interrupted, KeyboardInterrupt):
@@ -221,7 +224,7 @@ class Runner:
         d = self.run_dir
         samples = pd.concat(self.frames, ignore_index=True) if self.frames else pd.DataFrame()
         orders = dict(enumerate(self.manifest["orders"]))
-        summary, metrics = analysis.analyze(samples, orders, self.scenario.seed)
+        summary, metrics = analysis.analyze(samples, orders, self.scenario.seed, self.manifest.get("peaks"))
         ok = {(r["phase"], r["repeat"], r["tenant"], r["copy"]) for r in self.statuses if r["status"] == "ok"}
         self.manifest["incomplete"] = analysis.incomplete(samples, [k for k in self.launched if k in ok])
         warnings = self.manifest["warnings"] + analysis.warnings_for(summary, metrics, self.overlaps)

@@ -79,6 +79,21 @@ def test_summary_and_metrics_agree_with_the_samples(pair_run):
     assert row["tokens_per_s"] == pytest.approx(2 * 12 * 1000 / row["mean_ms"], rel=1e-4)
 
 
+def test_roofline_columns_come_from_the_measured_peaks(pair_run):
+    """Peaks measured once per dtype at the start of the run; every row (alone and shared) gets
+    its floor on them, and MFU is the floor's FLOPs at the measured mean over the peak."""
+    from tenancy import roofline
+
+    peaks = json.loads((pair_run / "manifest.json").read_text())["peaks"]["float32"]
+    assert peaks["device"] == "cpu" and peaks["flops_per_s"] > 0 and peaks["bytes_per_s"] > 0
+    summary = pd.read_csv(pair_run / "summary.csv")
+    assert set(summary["bound"]) <= {"compute", "memory"} and (summary["floor_ms"] > 0).all()
+    enc = summary[summary["tenant"] == "enc"]
+    flops = roofline.forward(roofline.dims("bert-base", "tiny"), 1, 8, 4).flops
+    achieved = flops / (enc["mean_ms"].to_numpy() / 1e3)
+    assert enc["mfu"].to_numpy() == pytest.approx(achieved / peaks["flops_per_s"], rel=1e-4)  # CSV: 6 digits
+
+
 def test_window_rule_fast_tenant_keeps_running_for_the_slow_one(pair_run):
     s = pd.read_parquet(pair_run / "samples.parquet")
     shared = s[s["phase"] == "shared"]
@@ -228,7 +243,7 @@ def test_a_run_that_measured_nothing_still_writes_its_tables(tmp_path):
     samples = pd.read_parquet(tmp_path / "run" / "samples.parquet")
     summary = pd.read_csv(tmp_path / "run" / "summary.csv")
     assert samples.empty and {"latency_ms", "start_ns", "in_window", "config"} <= set(samples.columns)
-    assert summary.empty and {"mean_ms", "slowdown", "verdict"} <= set(summary.columns)
+    assert summary.empty and {"mean_ms", "slowdown", "verdict", "floor_ms", "mfu"} <= set(summary.columns)
 
 
 @pytest.mark.parametrize("err,status", [

@@ -50,7 +50,18 @@ def _figures(runs: list[dict[str, Any]], a: dict[str, Any], figdir: Path) -> lis
     figs.append(figures.scaling_curves(a["scaling"], figdir))
     figs.append(figures.sharing_side_by_side(a["sharing"], figdir))
     figs += figures.timelines(runs, figdir)
-    return figs
+    return figs + _roofline_figures(runs, a, figdir)
+
+
+def _roofline_figures(runs: list[dict[str, Any]], a: dict[str, Any], figdir: Path) -> list[dict[str, Any]]:
+    """The roofline and predicted-against-measured figures; peaks measured once per report when a
+    CPU run predates them."""
+    from tenancy.peaks import Cache
+    from tenancy.report import roofline, roofline_figures
+
+    cache = Cache()
+    return [roofline_figures.roofline_plot(roofline.roofline_table(runs, cache), figdir),
+            roofline_figures.prediction_plot(roofline.prediction_table(runs, a["slowdowns"], cache), figdir)]
 
 
 def _notes(runs: list[dict[str, Any]]) -> list[str]:
