@@ -18,6 +18,7 @@ from tenancy.errors import TenancyError
 
 MANIFEST, SAMPLES, SUMMARY, METRICS = "manifest.json", "samples.parquet", "summary.csv", "metrics.json"
 REQUESTS = "requests.parquet"  # serving tenants only
+REPLICAS, CALIBRATION, REPLICA_STARTS = "replicas.parquet", "calibration.csv", "replica_starts.csv"  # tenancy scale
 SCHEMA_VERSION = 2
 
 

@@ -115,6 +115,18 @@ class Scenario(_Strict):
                                         "and restore it after (root, a card you own)")
     monitor_interval_ms: int = Field(50, ge=0, description="NVML sampling period on a GPU; 0 turns the monitor off")
     tenants: list[Tenant] = Field(min_length=1)
+    autoscale: Optional[dict[str, Any]] = Field(None, description="`tenancy scale`: tenancy/autoscale/config.py")
+
+    @model_validator(mode="after")
+    def _autoscale(self) -> "Scenario":
+        if self.autoscale is not None:  # the block's model lives with the autoscaler
+            from tenancy.autoscale.config import check_scenario
+
+            try:
+                check_scenario(self)
+            except ValidationError as err:
+                raise ValueError(format_validation_error("autoscale", err)) from None
+        return self
 
     @field_validator("tenants")
     @classmethod

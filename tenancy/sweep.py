@@ -99,7 +99,7 @@ def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmu
                 sharing.get(p.scenario.sharing).check(p.scenario, p.scenario.device)
             except TenancyError as err:
                 p.skip = f"unavailable: {err}"
-        p.skip = p.skip or why
+        p.skip = p.skip or why or ("autoscale scenario: run it with tenancy scale" if r.scenario.autoscale else "")
         out.append(p)
     return out
 
