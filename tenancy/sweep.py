@@ -116,7 +116,7 @@ def with_control(runs: list[Expanded]) -> list[Expanded]:
     first = runs[0].scenario
     tenant = first.tenants[0].model_copy(update={"copies": 1})
     name = f"{CONTROL_PREFIX}-aa.{tenant.name}"
-    scenario = first.model_copy(update={"name": name, "sharing": "timeslice", "tenants": [tenant],
+    scenario = first.model_copy(update={"name": name, "sharing": "timeslice", "tenants": [tenant], "autoscale": None,
                                         "description": "A/A control: the same work alone in both phases"})
     return [Expanded(name, Scenario.model_validate(scenario.model_dump()), "(A/A control added by tenancy sweep)",
                      {"control": "aa"}), *runs]

@@ -97,9 +97,9 @@ def run_study(scenario, run_dir: Path, manifest: dict, env: dict, simulate_only:
         fleet = Fleet(make_spec, cfg.router)
         try:
             calibration, low = calibrate(fleet, specs, k, cfg.calibration.seconds, cfg.calibration.concurrency_per_replica)
-            study.starts.append(_starts(fleet, "calibration"))
         finally:
             fleet.close()
+        study.starts.append(_starts(fleet, "calibration"))
         results.write_table(run_dir / results.CALIBRATION, calibration)
     model = service_model(cfg, calibration, low)
     manifest["service_model"] = {"capacity_rps": list(model.capacity.rps), "ttft0_s": model.ttft0_s,
@@ -138,7 +138,7 @@ def run_study(scenario, run_dir: Path, manifest: dict, env: dict, simulate_only:
 
 def _starts(fleet, label: str) -> pd.DataFrame:
     return pd.DataFrame([{"replica": r.id, "final_state": r.state, "served": r.served, "peak_rss_mb": r.peak_rss_mb,
-                          **{k: v for k, v in r.cold.items() if k != "pid"}} for r in fleet.replicas]).assign(policy=label)
+                          **{k: v for k, v in r.cold.items() if k not in ("pid", "ready_t")}} for r in fleet.replicas]).assign(policy=label)
 
 
 def _cpus() -> int:
