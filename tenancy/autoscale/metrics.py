@@ -1,9 +1,9 @@
 """A policy's figures from its ticks and requests (real run or simulation alike).
 
-- efficiency: demand over provisioned capacity, time-averaged: sum of min(rate(t), C(n_t)) over
-  sum of C(n_t), where n_t counts every replica paid for (starting, ready, draining) and C is the
-  calibrated capacity; rate(t) is the workload's rate function, or the observed arrival rate for
-  a trace. 100% means no capacity idle.
+- efficiency: demand over provisioned capacity, time-averaged: sum of min(rate(t), U(n_t)) over
+  sum of U(n_t), where n_t counts every replica paid for (starting, ready, draining) and U is the
+  usable capacity (calibrated capacity at the target utilisation); rate(t) is the workload's rate
+  function, or the observed arrival rate for a trace. 100%: no usable capacity idle.
 - replica_seconds: provisioned replicas integrated over the trace (the cost).
 - time_above_slo: share of decision ticks whose sliding-window (slo_window_s, by arrival) p90
   TTFT or p90 E2E is above its SLO; windows without requests are not above.
