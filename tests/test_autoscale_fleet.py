@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -80,6 +81,8 @@ def test_autoscale_block_is_validated_with_the_scenario(tmp_path):
         parse_scenario(unknown)
     r = tenancy("run", write_scenario(tmp_path / "s.yaml", **BASE))
     assert r.returncode == 2 and "tenancy scale" in r.stderr and "Traceback" not in r.stderr
+    r = tenancy("scale", Path(__file__).parent.parent / "scenarios" / "demo-cpu.yaml")
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "no autoscale block" in r.stderr
 
 
 def test_one_small_real_run_serves_every_request_on_two_replicas(tmp_path):
