@@ -41,6 +41,8 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
     from tenancy.runner import Runner, resolve
 
     scenario = resolve(load_single(scenario_file), device, iterations, warmup)
+    if scenario.autoscale is not None:
+        raise TenancyError(f"{scenario_file}: an autoscale scenario; run it with `tenancy scale {scenario_file}`")
     if mps_exclusive_process:
         if scenario.mode != "mps":
             raise TenancyError(f"--mps-exclusive-process applies to sharing: mps only; {scenario_file} has "
@@ -183,6 +185,8 @@ from tenancy.serving.cli import serve_command as _serve  # noqa: E402
 cli.add_command(_serve)
 from tenancy.advise_cli import advise as _advise  # noqa: E402
 cli.add_command(_advise)
+from tenancy.autoscale.cli import scale as _scale  # noqa: E402
+cli.add_command(_scale)
 
 
 def _raise_interrupt(signum, frame):

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from tenancy.errors import TenancyError
-from tenancy.scenario import Scenario, Tenant, parse_scenario, read_yaml
+from tenancy.scenario import Scenario, Tenant, parse_scenario
+from tenancy.validation import read_yaml
 
 _EXTRA_KEYS = ("matrix", "tenant_defaults")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")

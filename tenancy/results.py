@@ -19,6 +19,7 @@ from tenancy.errors import TenancyError
 MANIFEST, SAMPLES, SUMMARY, METRICS = "manifest.json", "samples.parquet", "summary.csv", "metrics.json"
 REQUESTS = "requests.parquet"  # serving tenants only
 GPU = "gpu.parquet"  # the NVML monitor, on a GPU
+REPLICAS, CALIBRATION, REPLICA_STARTS = "replicas.parquet", "calibration.csv", "replica_starts.csv"  # tenancy scale
 SCHEMA_VERSION = 2
 
 

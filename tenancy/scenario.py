@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
 from tenancy import models
+from tenancy.autoscale.config import AutoscaleConfig, check_scenario
 from tenancy.errors import TenancyError
 from tenancy.serving.config import ServingBlock
-from tenancy.validation import Closed, Strict, no_bool_as_number, read_yaml, validate  # noqa: F401 (read_yaml: the scenario loader)
+from tenancy.validation import Closed, Strict, no_bool_as_number, validate
 
 DType = Literal["float16", "bfloat16", "float32"]
 
@@ -130,6 +130,13 @@ class Scenario(Strict):
     seed: int = Field(0, ge=0, lt=2**32, description="weights and inputs are drawn from it")
     monitor_interval_ms: int = Field(50, ge=0, description="NVML sampling period on a GPU; 0 turns the monitor off")
     tenants: list[Tenant] = Field(min_length=1)
+    autoscale: Optional[AutoscaleConfig] = Field(None, description="`tenancy scale`: tenancy/autoscale/config.py")
+
+    @model_validator(mode="after")
+    def _autoscale(self) -> "Scenario":
+        if self.autoscale is not None:
+            check_scenario(self)
+        return self
 
     @model_validator(mode="before")
     @classmethod

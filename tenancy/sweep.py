@@ -99,7 +99,7 @@ def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmu
                 sharing.get(p.scenario.mode).check(p.scenario, p.scenario.device)
             except TenancyError as err:
                 p.skip = f"unavailable: {err}"
-        p.skip = p.skip or why
+        p.skip = p.skip or why or ("autoscale scenario: run it with tenancy scale" if r.scenario.autoscale else "")
         out.append(p)
     return out
 
@@ -116,7 +116,7 @@ def with_control(runs: list[Expanded]) -> list[Expanded]:
     first = runs[0].scenario
     tenant = first.tenants[0].model_copy(update={"copies": 1})
     name = f"{CONTROL_PREFIX}-aa.{tenant.name}"
-    scenario = first.model_copy(update={"name": name, "sharing": Timeslice(), "tenants": [tenant],
+    scenario = first.model_copy(update={"name": name, "sharing": Timeslice(), "tenants": [tenant], "autoscale": None,
                                         "description": "A/A control: the same work alone in both phases"})
     return [Expanded(name, Scenario.model_validate(scenario.model_dump()), "(A/A control added by tenancy sweep)",
                      {"control": "aa"}), *runs]

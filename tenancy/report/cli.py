@@ -27,6 +27,10 @@ def build(paths: list[str], out: Path, compare: list[str] | None = None) -> dict
 
     if compare:
         return _build_compare(compare, out)
+    from tenancy.report import scale
+
+    if len(paths) == 1 and scale.is_scale(paths[0]):  # a `tenancy scale` directory has its own report
+        return scale.build(paths[0], out)
     runs = load.load(paths)
     a = analyse(runs)
     figs = _figures(runs, a, out / "figures")
