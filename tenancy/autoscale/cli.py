@@ -30,7 +30,7 @@ def scale(scenario_file: str, out: str | None, device: str | None, simulate: boo
     scenario = resolve(load_single(scenario_file), device)
     if scenario.autoscale is None:
         raise TenancyError(f"{scenario_file}: no autoscale block; `tenancy scale` needs one (see README)")
-    mode = sharing.get(scenario.sharing)
+    mode = sharing.get(scenario.mode)
     mode.check(scenario, scenario.device)
     run_dir = results.new_run_dir(out, scenario.name)
     env = environment.collect()
@@ -38,8 +38,8 @@ def scale(scenario_file: str, out: str | None, device: str | None, simulate: boo
     manifest = {"kind": "scale", "schema_version": results.SCHEMA_VERSION, "created": results.utc_now(),
                 "status": "running", "scenario_file": str(scenario_file), "scenario": scenario.model_dump(mode="json"),
                 "device": scenario.device, "simulate_only": simulate, "environment": env,
-                "sharing": {"mode": scenario.sharing}}
-    console.print(f"[bold]{scenario.name}[/]: scale, sharing={scenario.sharing}, device={scenario.device} -> {run_dir}")
+                "sharing": {"mode": scenario.mode}}
+    console.print(f"[bold]{scenario.name}[/]: scale, sharing={scenario.mode}, device={scenario.device} -> {run_dir}")
     study, code = None, 0
     try:
         with environ(gpu.process_env(card)), mode.isolated(), mode.session(run_dir) as info:
