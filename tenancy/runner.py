@@ -13,7 +13,7 @@ from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from tenancy.hostload import WARN_CORES, HostLoad
 from tenancy.launch import Interrupted, Launch, Outcome, environ
 from tenancy.monitor import Monitor
-from tenancy.scenario import Scenario
+from tenancy.scenario import Scenario, work_key
 from tenancy.tenant import COLUMNS, Job
 
 Event = Callable[[str, str, object], None]
@@ -193,7 +193,7 @@ class Runner:
             df.insert(3, "copy", j.copy)
             for k in ("model", "task", "batch", "seq", "new_tokens", "dtype", "size"):
                 df[k] = t[k]
-            df["config"] = _config_key(t)
+            df["config"] = work_key(t)
             df["sharing"] = self.scenario.mode if j.phase == "shared" else "exclusive"
             df["device"] = j.device
             frames.append(df)
@@ -255,9 +255,3 @@ def phase_orders(repeats: int, seed: int, sharing: str) -> list[str]:
     balanced = (["solo-first", "shared-first"] * repeats)[:repeats]
     random.Random(seed).shuffle(balanced)
     return balanced
-
-
-def _config_key(tenant: dict[str, Any]) -> str:
-    from tenancy.scenario import Tenant
-
-    return Tenant.model_validate(tenant).config_key()

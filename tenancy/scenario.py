@@ -105,16 +105,24 @@ class Tenant(Strict):
         return self
 
     def config_key(self) -> str:
-        """Identity of the work, without name and copies: tenants with equal keys share a solo run."""
-        parts = [self.model, self.task, f"b{self.batch}", f"s{self.seq}", self.dtype or "auto", self.size]
-        if self.task == "generate":
-            parts.append(f"t{self.new_tokens}")
-        if self.task == "serve":
-            blob = json.dumps(self.serving.model_dump(mode="json"), sort_keys=True).encode()
-            parts.append("serving-" + hashlib.sha1(blob).hexdigest()[:8])
-        if self.weights != "random":
-            parts.append(self.weights)
-        return "/".join(parts)
+        return work_key(self.model_dump(mode="json"))
+
+
+def work_key(tenant: dict) -> str:
+    """Identity of a tenant's work, without name, copies and MPS limits: tenants with equal keys
+    share a solo run, and the report counts them as the same work. Takes a stored tenant (a
+    manifest's) as well as a validated one."""
+    t = tenant
+    parts = [t["model"], t.get("task"), f"b{t.get('batch')}", f"s{t.get('seq')}", t.get("dtype") or "auto",
+             t.get("size", "full")]
+    if t.get("task") == "generate":
+        parts.append(f"t{t.get('new_tokens')}")
+    if t.get("task") == "serve":
+        blob = json.dumps(t.get("serving") or {}, sort_keys=True, default=str).encode()
+        parts.append("serving-" + hashlib.sha1(blob).hexdigest()[:8])
+    if t.get("weights", "random") != "random":
+        parts.append(t["weights"])
+    return "/".join(str(p) for p in parts)
 
 
 class Scenario(Strict):

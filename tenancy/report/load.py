@@ -17,7 +17,7 @@ import pandas as pd
 
 from tenancy import models, results
 from tenancy.errors import TenancyError
-from tenancy.scenario import stored_scenario
+from tenancy.scenario import stored_scenario, work_key
 
 CATEGORIES = ("encoders only", "decoders only", "mixed")
 _NOT_WORK = ("name", "description", "sharing", "monitor_interval_ms", "repeats", "seed")  # how often / in which order is not what was measured
@@ -85,7 +85,7 @@ def describe(run: dict[str, Any], study: str) -> dict[str, Any]:
     sc = stored_scenario(m["scenario"])
     tenants = sc["tenants"]
     processes = sum(int(t.get("copies", 1)) for t in tenants)
-    configs = {_config(t) for t in tenants}
+    configs = {work_key(t) for t in tenants}
     kinds = {_kind(t["model"]) for t in tenants}
     summary = run["summary"]
     shared = not summary.empty and (summary["phase"] == "shared").any()
@@ -120,11 +120,6 @@ def describe(run: dict[str, Any], study: str) -> dict[str, Any]:
                                                   if w not in (m.get("warnings") or [])],
     )
     return run
-
-
-def _config(t: dict[str, Any]) -> tuple:
-    return (t["model"], t.get("task"), t.get("batch"), t.get("seq"), t.get("dtype"), t.get("size"),
-            t.get("new_tokens") if t.get("task") == "generate" else None)
 
 
 def _kind(model: str) -> str:
