@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from helpers import machine, tiny
-from tenancy import results
 from tenancy.errors import TenancyError
 from tenancy.matrix import Expanded
 from tenancy.scenario import parse_scenario

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def run_slurm(plans: list[Planned], study_dir: Path, ov: Overrides, record: dict
               no_wait: bool) -> int:
     slurm = _slurm()
     study = Study(study_dir)
-    study.data["overrides"] = record
+    study.data.update(overrides=record, cluster=asdict(cluster))
     bars = Bars(len(plans))
     queued = slurm.read_jobs(study_dir)
     states = slurm.queue_states([r["job_id"] for r in queued.values()]) or {}
@@ -112,7 +113,13 @@ def run_slurm(plans: list[Planned], study_dir: Path, ov: Overrides, record: dict
         todo.append(p)
         specs.append(TaskSpec.of(p.run, study_dir, ov, "slurm"))
     study.write()
-    records = slurm.submit(todo, specs, study_dir, cluster) if todo else slurm.read_jobs(study_dir)
+    try:
+        records = slurm.submit(todo, specs, study_dir, cluster) if todo else slurm.read_jobs(study_dir)
+    except TenancyError as err:  # nothing was queued: the rows say so, not "submitted"
+        for p in todo:
+            study.row(p.run.name).update(status="not submitted", message=str(err))
+        study.write()
+        raise
     arrays = sorted({records[s.name]["job_id"].split("_")[0] for s in specs})
     console.print(f"slurm: {len(todo)} run(s) submitted as job array(s) {', '.join(arrays) or '-'}; logs under "
                   f"{study_dir / slurm.JOBS}", markup=False, highlight=False)
@@ -186,6 +193,11 @@ def sweep(sources: tuple[str, ...], out: str | None, dry_run: bool, iterations: 
         Console(width=None if console.is_terminal else 200).print(dry_run_table(plans, study_dir if out else None))
         runnable = [p for p in plans if not p.skip]
         console.print(f"{len(runnable)} of {len(plans)} run(s) would run into {study_dir}")
+        if executor == "slurm":
+            groups = pd.Series([str(_slurm().resources(p, cluster)) for p in runnable]).value_counts()
+            for res, n in groups.items():
+                console.print(f"slurm: a job array of {n} run(s) with {res}", markup=False, highlight=False,
+                              soft_wrap=True)
         return
     if study_dir.exists() and not study_dir.is_dir():
         raise TenancyError(f"{study_dir}: exists and is not a directory")

@@ -16,7 +16,7 @@ import logging
 import math
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -190,7 +190,3 @@ def wait(study: Study, records: dict[str, dict[str, Any]], on_done: Callable[[di
         if all(r.get("status") in DONE for r in rows):
             return EXIT_FAILED if any(r["status"] in ("failed", "interrupted") for r in rows) else EXIT_OK
         time.sleep(poll_s)
-
-
-def as_dict(c: Cluster) -> dict[str, Any]:
-    return asdict(c)
