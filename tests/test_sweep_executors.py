@@ -153,3 +153,28 @@ def test_a_task_plans_and_records_its_run_on_its_node(tmp_path, monkeypatch):
     assert Study(tmp_path).merge_tasks()[0]["name"] == "m"
     (p,) = plan([spec.expanded()], None, 2, None)
     assert p.scenario.iterations == 2
+
+
+def test_local_executor_pools_gpu_runs_over_the_visible_gpus(tmp_path, monkeypatch):
+    """On a node with several GPUs visible, GPU runs go to the pool (one per GPU, by UUID) and CPU
+    runs afterwards, one at a time in the sweep's process; with one GPU everything runs in-process."""
+    from tenancy import environment
+    from tenancy.sweep import command, local
+
+    monkeypatch.setattr(environment, "nvml_gpus", lambda: GPUS[:4])
+    monkeypatch.setattr(environment, "collect", lambda: {})
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"1,{GPUS[3]['uuid']}")
+    calls: list = []
+    monkeypatch.setattr(local, "run_pool", lambda specs, uuids, study, on_done=None:
+                        calls.append(("pool", [s.name for s in specs], uuids)) or 0)
+    monkeypatch.setattr(local, "run_study",
+                        lambda plans, *a, **k: calls.append(("inline", [p.run.name for p in plans])) or 0)
+    plans = plan_remote([_run("g1", device="cuda", tenants=[tiny("b", "bert-base")]),
+                         _run("c", device="cpu", tenants=[tiny("b", "bert-base")]),
+                         _run("g2", device="cuda", tenants=[tiny("b", "bert-base")])], Overrides())
+    assert command.run_local(plans, tmp_path, Overrides(), {}) == 0
+    assert calls == [("pool", ["g1", "g2"], [GPUS[1]["uuid"], GPUS[3]["uuid"]]), ("inline", ["c"])]
+    calls.clear()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
+    command.run_local(plans, tmp_path, Overrides(), {})
+    assert calls == [("inline", ["g1", "c", "g2"])]
