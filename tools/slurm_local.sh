@@ -70,11 +70,13 @@ EOF
 }
 
 start_munge() {
+    mkdir -p "$STATE"
     if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then return; fi
     [ -s /etc/munge/munge.key ] || mungekey --create --keyfile /etc/munge/munge.key
     chown munge:munge /etc/munge/munge.key && chmod 600 /etc/munge/munge.key
     mkdir -p /run/munge /var/log/munge /var/lib/munge && chown munge:munge /run/munge /var/log/munge /var/lib/munge
     runuser -u munge -- /usr/sbin/munged
+    touch "$STATE/munged.ours"  # started here: `down` stops it too
     for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return; sleep 0.1; done
     die "munged did not start (see /var/log/munge/munged.log)"
 }
@@ -118,6 +120,10 @@ down() {
             rm -f "$pidfile"
         fi
     done
+    if [ -e "$STATE/munged.ours" ] && [ -s /run/munge/munged.pid ]; then
+        kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+        rm -f "$STATE/munged.ours"
+    fi
     echo "slurm down" >&2
 }
 
