@@ -171,6 +171,21 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+SLURM_VARS = {"job_id": "SLURM_JOB_ID", "array_job_id": "SLURM_ARRAY_JOB_ID", "array_task_id": "SLURM_ARRAY_TASK_ID",
+              "restart_count": "SLURM_RESTART_COUNT", "partition": "SLURM_JOB_PARTITION",
+              "nodelist": "SLURM_JOB_NODELIST", "gpus_on_node": "SLURM_GPUS_ON_NODE"}
+
+
+def slurm_job() -> dict[str, Any]:
+    """The Slurm job this process runs in ({} outside Slurm); `id` as Slurm prints it
+    (<array job>_<task> for a job-array task)."""
+    found = {k: os.environ[v] for k, v in SLURM_VARS.items() if os.environ.get(v)}
+    if not found.get("job_id"):
+        return {}
+    array = found.get("array_job_id"), found.get("array_task_id")
+    return {"id": f"{array[0]}_{array[1]}" if all(array) else found["job_id"], **found}
+
+
 def collect() -> dict[str, Any]:
     """The environment block of the manifest."""
     import torch
@@ -180,6 +195,8 @@ def collect() -> dict[str, Any]:
 
     return {
         "host": socket.gethostname(),
+        "node": socket.gethostname(),  # the machine that ran it; a Slurm job's node
+        "slurm": slurm_job(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "cpu_count": cpu_count(),

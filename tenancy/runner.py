@@ -70,7 +70,7 @@ class Runner:
             "scenario": scenario.model_dump(),
             "threads_per_tenant": default_threads(scenario),
             "environment": env,
-            "gpu": {k: card[k] for k in ("index", "uuid", "name")} if card else None,
+            "gpu": {k: card.get(k) for k in ("index", "uuid", "name", "driver")} if card else None,
             "process_env": self.process_env,
             "orders": phase_orders(scenario.repeats, scenario.seed, scenario.mode),
             "sharing": {"mode": scenario.mode, "sessions": []},

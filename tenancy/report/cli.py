@@ -19,9 +19,10 @@ def analyse(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "findings": findings.build(cells, slowdowns, scaling)}
 
 
-def build(paths: list[str], out: Path, compare: list[str] | None = None) -> dict[str, Any]:
+def build(paths: list[str], out: Path, compare: list[str] | None = None,
+          runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The whole report as plain data, figures already written under out/figures. With `compare`
-    (two or more inputs) it is a comparison of those inputs instead."""
+    (two or more inputs) it is a comparison of those inputs instead; `runs`: already loaded."""
     from tenancy import results
     from tenancy.report import load
 
@@ -29,9 +30,9 @@ def build(paths: list[str], out: Path, compare: list[str] | None = None) -> dict
         return _build_compare(compare, out)
     from tenancy.report import scale
 
-    if len(paths) == 1 and scale.is_scale(paths[0]):  # a `tenancy scale` directory has its own report
+    if runs is None and len(paths) == 1 and scale.is_scale(paths[0]):  # a `tenancy scale` directory has its own report
         return scale.build(paths[0], out)
-    runs = load.load(paths)
+    runs = load.load(paths) if runs is None else runs
     a = analyse(runs)
     figs = _figures(runs, a, out / "figures")
     notes = _notes(runs) + [f"{f['title']}: skipped, {f['note']}" for f in figs if not f.get("file")]
@@ -142,7 +143,6 @@ def report(paths: tuple[str, ...], out: str | None, compare: tuple[str, ...]) ->
     from rich.console import Console
 
     from tenancy.errors import TenancyError
-    from tenancy.report import render
 
     inputs = list(compare) + list(paths) if compare else list(paths)
     if not inputs:
@@ -151,9 +151,33 @@ def report(paths: tuple[str, ...], out: str | None, compare: tuple[str, ...]) ->
         raise TenancyError("--compare needs two or more runs or studies")
     first = Path(inputs[0])
     out_dir = Path(out) if out else first / ("report" if not compare else f"compare-{Path(inputs[-1]).name}")
-    rep = build([] if compare else inputs, out_dir, inputs if compare else None)
-    written = render.write(rep, out_dir)
     console = Console(stderr=True)
+    if compare:
+        _write_one(build([], out_dir, inputs), out_dir, console)
+        return
+    from tenancy.report import load
+
+    runs = load.load(inputs)
+    groups = load.by_gpu_model(runs)
+    if len(groups) > 1:  # one figure never mixes GPU models: one report per model
+        console.print(f"warning: runs on {len(groups)} GPU models ("
+                      + ", ".join(f"{m}: {len(rs)} run(s)" for m, rs in groups.items())
+                      + f"); one report per model under {out_dir}/<model>/ (tenancy report --compare to "
+                      "set them side by side)", markup=False, highlight=False, soft_wrap=True)
+        for model, group in groups.items():
+            _write_one(build(inputs, out_dir / _slug(model), runs=group), out_dir / _slug(model), console)
+        return
+    _write_one(build(inputs, out_dir, runs=runs), out_dir, console)
+
+
+def _slug(model: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in model).strip("-") or "gpu"
+
+
+def _write_one(rep: dict[str, Any], out_dir: Path, console: Any) -> None:
+    from tenancy.report import render
+
+    written = render.write(rep, out_dir)
     made = [f for f in rep["figures"] if f.get("file")]
     console.print(f"report: {rep['n_runs']} run(s), {len(made)} figure(s) -> {written['html']} and {written['md']}")
     for f in rep["figures"]:

@@ -113,6 +113,7 @@ def describe(run: dict[str, Any], study: str) -> dict[str, Any]:
         cell=json.dumps([sc.get("sharing"), work], sort_keys=True, default=str),  # the mode and its settings
         schema=int(m.get("schema_version") or 1),
         has_intervals="ci_basis" in metrics,
+        gpu_model=gpu_model(m, str(sc.get("device", "?"))),
         threads_per_tenant=m.get("threads_per_tenant"),
         cpu_count=(m.get("environment") or {}).get("cpu_count"),
         metrics=metrics,
@@ -120,6 +121,23 @@ def describe(run: dict[str, Any], study: str) -> dict[str, Any]:
                                                   if w not in (m.get("warnings") or [])],
     )
     return run
+
+
+def gpu_model(manifest: dict[str, Any], device: str) -> str:
+    """The GPU model a run measured on ("CPU" for a CPU run): the run's own GPU, else (older
+    manifests) the machine's first."""
+    if device != "cuda":
+        return "CPU"
+    card = manifest.get("gpu") or next(iter((manifest.get("environment") or {}).get("gpus") or []), None) or {}
+    return str(card.get("name") or "unknown GPU")
+
+
+def by_gpu_model(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Runs grouped by the GPU model they measured on: numbers of two models never share a figure."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(r["gpu_model"], []).append(r)
+    return groups
 
 
 def _kind(model: str) -> str:

@@ -74,7 +74,8 @@ def _tenant_key(tenant: Any, copy: Any) -> str:
 # --- per run directory ------------------------------------------------------------------------
 
 def run_meta(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: run[k] for k in ("id", "study", "name", "label", "sharing", "category", "processes", "status")}
+    return {k: run.get(k) for k in ("id", "study", "name", "label", "sharing", "category", "processes", "status",
+                                    "gpu_model")}
 
 
 def tenant_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
