@@ -375,7 +375,7 @@ def test_a_visible_device_index_is_resolved_to_its_uuid(tmp_path, fake_env, fake
     (tmp_path / "run").mkdir()
     assert runner.run() == 0
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert m["gpu"] == {"index": 1, "uuid": uuid, "name": "NVIDIA H100 80GB HBM3"}
+    assert m["gpu"] == {"index": 1, "uuid": uuid, "name": "NVIDIA H100 80GB HBM3", "driver": config["driver"]}
     sh = m["sharing"]["sessions"][0]
     assert sh["visible_devices"] == uuid and sh["attach"][0]["missing"] == {}
     assert {t["env"]["CUDA_VISIBLE_DEVICES"] for t in m["tenants"]} == {uuid}

@@ -42,6 +42,7 @@ def test_report_of_a_mixed_study_is_one_report_per_gpu_model(tmp_path):
     listed = {"NVIDIA-A100-SXM4-80GB": ["pair0"], "NVIDIA-H100-80GB-HBM3": ["pair1", "pair2"], "CPU": ["cpu"]}
     for sub, names in listed.items():
         md = (tmp_path / "rep" / sub / "report.md").read_text()
-        rows = [line for line in md.splitlines() if line.startswith("| mixed/")]  # the runs table
+        runs_table = md.split("## Runs", 1)[1].split("\n## ", 1)[0]
+        rows = [line for line in runs_table.splitlines() if line.startswith("| mixed/")]
         assert sorted(line.split("|")[1].strip() for line in rows) == [f"mixed/{n}" for n in names]
         assert (tmp_path / "rep" / sub / "index.html").exists()

@@ -28,10 +28,6 @@ def build(paths: list[str], out: Path, compare: list[str] | None = None,
 
     if compare:
         return _build_compare(compare, out)
-    from tenancy.report import scale
-
-    if runs is None and len(paths) == 1 and scale.is_scale(paths[0]):  # a `tenancy scale` directory has its own report
-        return scale.build(paths[0], out)
     runs = load.load(paths) if runs is None else runs
     a = analyse(runs)
     figs = _figures(runs, a, out / "figures")
@@ -155,8 +151,11 @@ def report(paths: tuple[str, ...], out: str | None, compare: tuple[str, ...]) ->
     if compare:
         _write_one(build([], out_dir, inputs), out_dir, console)
         return
-    from tenancy.report import load
+    from tenancy.report import load, scale
 
+    if len(inputs) == 1 and scale.is_scale(inputs[0]):  # a `tenancy scale` directory has its own report
+        _write_one(scale.build(inputs[0], out_dir), out_dir, console)
+        return
     runs = load.load(inputs)
     groups = load.by_gpu_model(runs)
     if len(groups) > 1:  # one figure never mixes GPU models: one report per model
