@@ -71,16 +71,17 @@ def bench_curve(args) -> None:
           rows)
 
 
-def _decoding_engine(args, n: int, prompt_len: int, steps: int, backend: str = "auto"):
-    """An engine with `n` requests in decode, each at context ~prompt_len, `steps` iterations timed."""
+def _decoding_engine(args, n: int, prompt_len: int, steps: int, backend: str = "auto", spare: int = 0):
+    """An engine with `n` requests in decode, each at context ~prompt_len, `steps` iterations timed
+    (and `spare` more decode steps left to run)."""
     cfg = ServingConfig(model=args.model, size=args.size, dtype=args.dtype, max_batch_size=n,
                         max_tokens_per_iteration=max(2048, n * prompt_len), block_size=16, attention_backend=backend,
-                        num_blocks=n * (-(-(prompt_len + steps + 2) // 16)), seed=args.seed)
+                        num_blocks=n * (-(-(prompt_len + steps + spare + 3) // 16)), seed=args.seed)
     engine = build_engine(cfg, args.device)
     g = torch.Generator().manual_seed(0)
     for i in range(n):
         engine.add(Sequence(i, torch.randint(3, engine.vocab_size, (prompt_len,), generator=g).tolist(),
-                            SamplingParams(steps + 3)), 0)
+                            SamplingParams(steps + spare + 3)), 0)
     engine.step()  # all prefills
     engine.step()  # first decode, off the record
     ops = count_ops(engine)  # one decode iteration, counted (not timed)
@@ -147,6 +148,48 @@ def bench_steps(args) -> None:
           f"median of {args.steps}; dispatch = ops x {op_us:.2f} us measured per near-empty op)",
           ["backend", "running", "step", "x step@1", "schedule", "prepare+plan", "postprocess", "model+sample",
            "aten ops", "dispatch", "host total"], rows)
+
+
+CATEGORIES = {  # aten op -> where a decode iteration's time goes
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm"),
+    "attention": ("aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_efficient_attention",
+                  "aten::_scaled_dot_product_flash_attention", "aten::_scaled_dot_product_cudnn_attention"),
+    "KV gather+store": ("aten::index_select", "aten::index_copy_"),
+}
+
+
+def bench_breakdown(args) -> None:
+    """Where the decode step's time goes, and what each extra running request adds: the work
+    proportional to the batch against the fixed cost. Host phases and model+sample are timed
+    (medians); the model's aten ops by kind are torch.profiler CPU self times of the next steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    k, rows, per = max(args.steps // 2, 1), [], {}
+    for n in args.decode_running:
+        engine, _ = _decoding_engine(args, n, prompt_len=args.step_context, steps=0, backend="batched",
+                                     spare=2 * k)
+        engine.record_stats = True
+        for _ in range(k):
+            engine.step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(k):
+                engine.step()
+        st = engine.stats[:k]
+        med = lambda f: statistics.median(f(s) for s in st) * 1e3  # noqa: E731
+        cats = dict.fromkeys([*CATEGORIES, "other aten"], 0.0)
+        for e in prof.key_averages():
+            cat = next((c for c, ops in CATEGORIES.items() if e.key in ops), "other aten")
+            cats[cat] += e.self_cpu_time_total / 1e3 / k
+        per[n] = [med(lambda s: s.overhead_s + s.model_s), med(lambda s: s.overhead_s), med(lambda s: s.model_s),
+                  *cats.values()]
+        rows.append([str(n), *per[n]])
+    lo, hi = min(per), max(per)
+    if hi > lo:
+        rows.append([f"us/request {lo}->{hi}", *[(b - a) * 1e3 / (hi - lo) for a, b in zip(per[lo], per[hi])]])
+        rows.append(["5x budget, us/request", (5 - 1) * per[lo][0] * 1e3 / (hi - lo), *[""] * 6])
+    table(f"decode step breakdown (batched, {args.model}/{args.size}, {args.device}, context ~{args.step_context}, "
+          f"ms per iteration, medians of {k}; aten kinds: profiler self time of {k} more)",
+          ["running", "step", "host", "model+sample", *CATEGORIES, "other aten"], rows)
 
 
 def bench_saturation(args) -> None:
@@ -229,7 +272,7 @@ def main() -> None:
     p.add_argument("--size", default="tiny", choices=["tiny", "full"])
     p.add_argument("--dtype", default=None, help="default float16 on cuda, float32 on cpu")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--sections", default="steps,saturation,curve,offline,bandwidth")
+    p.add_argument("--sections", default="steps,breakdown,saturation,curve,offline,bandwidth")
     p.add_argument("--backend", default="auto", help="attention backend for all but the steps section")
     p.add_argument("--backends", default=None, help="steps section (default: reference,batched[,flashinfer])")
     p.add_argument("--rates", default="2,4,8", type=lambda s: [float(x) for x in s.split(",")])
@@ -254,7 +297,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {args.device}")
     if args.backends is None:
         args.backends = "reference,batched" + (",flashinfer" if args.device.startswith("cuda") else "")
-    sections = {"steps": bench_steps, "saturation": bench_saturation, "curve": bench_curve,
+    sections = {"steps": bench_steps, "breakdown": bench_breakdown, "saturation": bench_saturation, "curve": bench_curve,
                 "offline": bench_offline, "bandwidth": bench_bandwidth}
     for section in args.sections.split(","):
         sections[section](args)

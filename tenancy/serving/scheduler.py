@@ -142,7 +142,7 @@ class Scheduler:
         finished, t = [], 0
         for seq, n in zip(batch.seqs, batch.num_new):
             seq.num_computed += n
-            if seq.num_computed == seq.num_tokens:  # else a prompt chunk: no token yet
+            if seq.num_computed == len(seq.token_ids):  # else a prompt chunk: no token yet
                 t += 1
                 if seq.append_token(tokens[t - 1], now_ns):
                     finished.append(seq)
