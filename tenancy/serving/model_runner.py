@@ -160,7 +160,3 @@ class ModelRunner:
         done = torch.cuda.Event()
         done.record()
         return InFlight(p.emitting, out, host, done)
-
-    def forward(self, p: Prepared) -> list[int]:
-        """Synchronous: launch, then wait for the tokens."""
-        return self.launch(p).tokens()
