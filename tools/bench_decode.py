@@ -67,7 +67,9 @@ def per_op_dispatch_us(device: torch.device, n: int = 20000) -> float:
 
 def bench_steps(args) -> None:
     """Decode step vs running requests, per backend; host cost = scheduling + prepare/plan +
-    postprocess + dispatch (aten ops per iteration x the measured cost of dispatching one)."""
+    postprocess + dispatch (aten ops per iteration x the measured cost of dispatching one). On
+    CUDA under async scheduling, model+sample is the launch only and the wait for the previous
+    iteration's tokens lands in postprocess; the step (their sum) is the iteration's wall time."""
     device = torch.device(args.device)
     op_us = per_op_dispatch_us(device)
     backends = args.backends.split(",")
