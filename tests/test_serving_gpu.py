@@ -1,4 +1,5 @@
-"""The GPU paths of the serving engine: FlashInfer attention, CUDA-graph decode, pinned staging.
+"""The GPU paths of the serving engine: FlashInfer attention, CUDA-graph decode, pinned staging,
+async scheduling (on by default on CUDA: every variant but the -sync one and the oracle).
 Each must give the tokens of the reference backend on the same GPU (and of transformers)."""
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.gpu
 
 VARIANTS = {  # name: config overrides on CUDA
     "batched-graphs-pinned": dict(attention_backend="batched", cuda_graphs=True, pinned_staging=True),
+    "batched-graphs-sync": dict(attention_backend="batched", cuda_graphs=True, async_scheduling=False),
     "batched-eager-pageable": dict(attention_backend="batched", cuda_graphs=False, pinned_staging=False),
     "flashinfer": dict(attention_backend="flashinfer", cuda_graphs=False),
 }
@@ -45,7 +47,8 @@ def test_gpu_paths_match_reference(family, variant, scenario):
     name = FAMILIES[family]
     model = hf_model(name).to("cuda")
     try:
-        ref = tokens(model, name, dict(attention_backend="reference", cuda_graphs=False), scenario)
+        ref = tokens(model, name, dict(attention_backend="reference", cuda_graphs=False, async_scheduling=False),
+                     scenario)
         assert tokens(model, name, VARIANTS[variant], scenario) == ref
     finally:
         model.to("cpu")

@@ -1,6 +1,7 @@
-"""Serving benchmark: decode step and host cost per attention backend, iteration-level (Orca)
-vs the in-engine request-level baseline at saturation and under Poisson load, nano-vllm's
-offline shape, and decode steps against the memory-bandwidth floor. Prints tables; not a test.
+"""Serving benchmark: decode step and host cost per attention backend and where the step's time
+goes (bench_decode.py), iteration-level (Orca) vs the in-engine request-level baseline at
+saturation and under Poisson load, nano-vllm's offline shape, and decode steps against the
+memory-bandwidth floor. Prints tables; not a test.
 
     python tools/bench_serving.py --threads 1                       # everything, CPU defaults
     python tools/bench_serving.py --sections steps,saturation --device cuda
@@ -9,43 +10,20 @@ offline shape, and decode steps against the memory-bandwidth floor. Prints table
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from bench_common import sync, table
+from bench_decode import bench_breakdown, bench_steps, decoding_engine
 from tenancy.serving import ServingConfig, build_engine, run_serving, request_summary
 from tenancy.serving.model_runner import kv_bytes_per_block
-from tenancy.serving.sequence import SamplingParams, Sequence
 
 GPU_BANDWIDTH_GBS = {  # peak HBM bandwidth, GB/s (datasheets)
     "H200": 4800, "H100 SXM": 3350, "H100 80GB HBM3": 3350, "H100 PCIe": 2000, "H100": 3350,
     "A100-SXM4-80GB": 2039, "A100 80GB PCIe": 1935, "A100": 1555, "L40S": 864, "L4": 300,
     "A10G": 600, "A10": 600, "T4": 320, "V100": 900,
 }
-
-
-def table(title: str, columns: list[str], rows: list[list]) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-
-        t = Table(title=title)
-        for c in columns:
-            t.add_column(c, justify="right")
-        for r in rows:
-            t.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in r])
-        Console(width=160).print(t)
-    except ImportError:
-        print(f"\n{title}\n" + " | ".join(columns))
-        for r in rows:
-            print(" | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r))
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.current_stream().synchronize()
 
 
 def bench_curve(args) -> None:
@@ -69,84 +47,6 @@ def bench_curve(args) -> None:
           f"arrivals, in {args.input_len} out {args.output_len}, B={args.max_batch_size})",
           ["rate/s", "engine", "done", "req/s", "out tok/s", "p50 TTFT ms", "p50 E2E ms", "p99 E2E ms", "preempt"],
           rows)
-
-
-def _decoding_engine(args, n: int, prompt_len: int, steps: int, backend: str = "auto"):
-    """An engine with `n` requests in decode, each at context ~prompt_len, `steps` iterations timed."""
-    cfg = ServingConfig(model=args.model, size=args.size, dtype=args.dtype, max_batch_size=n,
-                        max_tokens_per_iteration=max(2048, n * prompt_len), block_size=16, attention_backend=backend,
-                        num_blocks=n * (-(-(prompt_len + steps + 2) // 16)), seed=args.seed)
-    engine = build_engine(cfg, args.device)
-    g = torch.Generator().manual_seed(0)
-    for i in range(n):
-        engine.add(Sequence(i, torch.randint(3, engine.vocab_size, (prompt_len,), generator=g).tolist(),
-                            SamplingParams(steps + 3)), 0)
-    engine.step()  # all prefills
-    engine.step()  # first decode, off the record
-    ops = count_ops(engine)  # one decode iteration, counted (not timed)
-    engine.record_stats = True
-    for _ in range(steps):
-        engine.step()
-    return engine, ops
-
-
-class _CountOps(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.n = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.n += 1
-        return func(*args, **(kwargs or {}))
-
-
-def count_ops(engine) -> int:
-    """aten ops one decode iteration dispatches (model, attention, sampling)."""
-    with _CountOps() as c:
-        engine.step()
-    return c.n
-
-
-def per_op_dispatch_us(device: torch.device, n: int = 20000) -> float:
-    """Host cost of dispatching one near-empty aten op (an in-place add on one element)."""
-    x = torch.zeros(1, device=device)
-    with torch.inference_mode():
-        for _ in range(100):
-            x.add_(1)
-        sync(device)
-        t = time.perf_counter()
-        for _ in range(n):
-            x.add_(1)
-        dt = time.perf_counter() - t
-        sync(device)
-    return dt / n * 1e6
-
-
-def bench_steps(args) -> None:
-    """Decode step vs running requests, per backend; host cost = scheduling + prepare/plan +
-    postprocess + dispatch (aten ops per iteration x the measured cost of dispatching one)."""
-    device = torch.device(args.device)
-    op_us = per_op_dispatch_us(device)
-    backends = args.backends.split(",")
-    rows = []
-    for backend in backends:
-        base = None
-        for n in args.decode_running:
-            engine, ops = _decoding_engine(args, n, prompt_len=args.step_context, steps=args.steps, backend=backend)
-            st = engine.stats
-            assert all(s.num_seqs == n for s in st)
-            med = lambda f: statistics.median(f(s) for s in st) * 1e3  # noqa: E731 (median: robust to a busy box)
-            step = med(lambda s: s.overhead_s + s.model_s)
-            base = step if base is None else base
-            host_engine = med(lambda s: s.overhead_s)
-            dispatch = ops * op_us / 1e3
-            rows.append([engine.runner.backend_name, n, step, step / base, med(lambda s: s.schedule_s),
-                         med(lambda s: s.prepare_s), med(lambda s: s.post_s), med(lambda s: s.model_s), ops,
-                         dispatch, host_engine + dispatch])
-    table(f"decode step vs running ({args.model}/{args.size}, {args.device}, context ~{args.step_context}, ms, "
-          f"median of {args.steps}; dispatch = ops x {op_us:.2f} us measured per near-empty op)",
-          ["backend", "running", "step", "x step@1", "schedule", "prepare+plan", "postprocess", "model+sample",
-           "aten ops", "dispatch", "host total"], rows)
 
 
 def bench_saturation(args) -> None:
@@ -207,7 +107,7 @@ def bench_bandwidth(args) -> None:
         bw, source = measured_bandwidth_gbs(device), "measured read"
     rows = []
     for n in args.decode_batches:
-        engine, _ = _decoding_engine(args, n, prompt_len=args.context, steps=args.steps, backend=args.backend)
+        engine, _ = decoding_engine(args, n, prompt_len=args.context, steps=args.steps, backend=args.backend)
         model = engine.runner.model
         embeds = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
         lm_head = id(model.lm_head.weight)
@@ -229,7 +129,7 @@ def main() -> None:
     p.add_argument("--size", default="tiny", choices=["tiny", "full"])
     p.add_argument("--dtype", default=None, help="default float16 on cuda, float32 on cpu")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--sections", default="steps,saturation,curve,offline,bandwidth")
+    p.add_argument("--sections", default="steps,breakdown,saturation,curve,offline,bandwidth")
     p.add_argument("--backend", default="auto", help="attention backend for all but the steps section")
     p.add_argument("--backends", default=None, help="steps section (default: reference,batched[,flashinfer])")
     p.add_argument("--rates", default="2,4,8", type=lambda s: [float(x) for x in s.split(",")])
@@ -254,7 +154,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {args.device}")
     if args.backends is None:
         args.backends = "reference,batched" + (",flashinfer" if args.device.startswith("cuda") else "")
-    sections = {"steps": bench_steps, "saturation": bench_saturation, "curve": bench_curve,
+    sections = {"steps": bench_steps, "breakdown": bench_breakdown, "saturation": bench_saturation, "curve": bench_curve,
                 "offline": bench_offline, "bandwidth": bench_bandwidth}
     for section in args.sections.split(","):
         sections[section](args)

@@ -41,6 +41,7 @@ def engine_info(engine: Engine) -> dict:
         return {"engine": engine.name}
     return {"engine": engine.name, "attention_backend": runner.backend_name, "attention_note": runner.backend_note,
             "cuda_graphs": runner.graphs is not None, "pinned_staging": runner.pinned,
+            "async_scheduling": engine.async_scheduling,
             "num_blocks": runner.num_blocks, "block_size": runner.block_size}
 
 

@@ -77,6 +77,9 @@ class EngineConfig(Strict):
         "auto", description="auto: flashinfer on a GPU where installed, else batched")
     cuda_graphs: bool = Field(True, description="decode iterations replay CUDA graphs (CUDA only)")
     pinned_staging: bool = Field(True, description="host->device copies via pinned memory (CUDA only)")
+    async_scheduling: bool = Field(
+        True, description="schedule the next iteration while the GPU runs this one; tokens read one "
+        "iteration late, one host sync each (CUDA, iteration engine only)")
     max_batch_size: int = Field(64, ge=1, description="running requests at most")
     max_tokens_per_iteration: int = Field(2048, ge=1, description="token budget of one iteration")
     chunked_prefill: bool = Field(False, description="split prompts to fit the token budget (Orca: no)")

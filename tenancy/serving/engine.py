@@ -2,7 +2,10 @@
 
 `LLMEngine.step()` is one model iteration: schedule -> flatten -> forward -> sample ->
 postprocess. A finished request leaves right after the iteration that produced its last token;
-a request that arrived meanwhile joins at the next iteration.
+a request that arrived meanwhile joins at the next iteration Under async scheduling (CUDA) the
+postprocess is split: the host schedules and launches iteration N+1 while the GPU still runs N,
+whose tokens N+1 reads on the device; N's tokens reach the host (one event wait) after N+1 is
+queued, and an EOS found then drops that request's look-ahead row (as vLLM's async scheduling).
 
 `serve()` drives any engine with the same small interface (make_sequence / add / has_work /
 step), so the request-level baseline is measured by exactly the same loop: a clock starts at
@@ -19,7 +22,7 @@ import torch
 
 from tenancy.serving.block_manager import BlockManager
 from tenancy.serving.config import ServingConfig
-from tenancy.serving.model_runner import ModelRunner
+from tenancy.serving.model_runner import InFlight, ModelRunner
 from tenancy.serving.models import max_model_len
 from tenancy.serving.request_level import RequestScheduler
 from tenancy.serving.scheduler import Scheduler
@@ -29,7 +32,8 @@ from tenancy.serving.workload import RequestSource, RequestSpec
 
 @dataclass
 class IterationStats:
-    """Wall time of each phase of one iteration (seconds); model_s includes sampling."""
+    """Wall time of each phase of one iteration (seconds); model_s includes sampling (under
+    async scheduling, only its launch: the wait for the previous iteration's tokens is in post_s)."""
 
     schedule_s: float
     prepare_s: float
@@ -77,6 +81,10 @@ class LLMEngine:
                               cfg.chunked_prefill, limit, self.runner.model.sliding_window)
         self.vocab_size = hf_model.config.vocab_size
         self.eos_ids = eos_ids(hf_model.config)
+        # async scheduling (CUDA, iteration engine): the host sync is deferred past the next
+        # schedule; the request-level baseline's padding rows keep it synchronous
+        self.async_scheduling = cfg.async_scheduling and self.runner.device.type == "cuda" and cfg.engine == "iteration"
+        self.in_flight: Optional[InFlight] = None
         self.stats: list[IterationStats] = []
         self.record_stats = False
 
@@ -92,24 +100,35 @@ class LLMEngine:
         return self.scheduler.add(seq, now_ns)
 
     def has_work(self) -> bool:
-        return self.scheduler.has_work()
+        return self.scheduler.has_work() or self.in_flight is not None
 
     def step(self) -> list[Sequence]:
-        """One iteration. Returns the requests that finished in it."""
+        """One iteration. Returns the requests that finished in it (under async scheduling: in
+        the iteration before, whose tokens this one reads after launching its own)."""
         t0 = time.perf_counter()
-        sched = self.scheduler
+        sched, prev = self.scheduler, self.in_flight
         batch = sched.schedule(time.perf_counter_ns())
         if not batch:
+            if prev is not None:  # nothing new to launch: read the iteration still in flight
+                self.in_flight = None
+                return sched.commit(prev.emitting, prev.tokens(), time.perf_counter_ns())
             if sched.waiting and not sched.running and not batch.num_preempted:
                 # cannot happen for requests that passed add(); never spin on one that would
                 sched.waiting.popleft().fail("could not be scheduled on an empty engine", time.perf_counter_ns())
             return []
         t1 = time.perf_counter()
-        prepared = self.runner.prepare(batch)  # includes the attention backend's plan()
+        prepared = self.runner.prepare(batch, prev)  # includes the attention backend's plan()
         t2 = time.perf_counter()
-        tokens = self.runner.forward(prepared)  # the one host sync: tokens are on the host
-        t3 = time.perf_counter()
-        finished = sched.postprocess(batch, tokens, time.perf_counter_ns())
+        flight = self.runner.launch(prepared)
+        if self.async_scheduling:  # the GPU runs this iteration while the host reads the last one
+            t3 = time.perf_counter()
+            finished = sched.commit(prev.emitting, prev.tokens(), time.perf_counter_ns()) if prev else []
+            sched.advance(batch, prepared.emitting)
+            self.in_flight = flight
+        else:
+            tokens = flight.tokens()  # the one host sync: tokens are on the host
+            t3 = time.perf_counter()
+            finished = sched.postprocess(batch, tokens, time.perf_counter_ns())
         if self.record_stats:
             self.stats.append(IterationStats(t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3,
                                              len(batch), batch.num_tokens, batch.num_preempted))

@@ -142,7 +142,7 @@ class Scheduler:
         finished, t = [], 0
         for seq, n in zip(batch.seqs, batch.num_new):
             seq.num_computed += n
-            if seq.num_computed == seq.num_tokens:  # else a prompt chunk: no token yet
+            if seq.num_computed == len(seq.token_ids):  # else a prompt chunk: no token yet
                 t += 1
                 if seq.append_token(tokens[t - 1], now_ns):
                     finished.append(seq)
@@ -150,6 +150,41 @@ class Scheduler:
                     continue
             if self.window is not None:
                 self.bm.free_window(seq, self.window)
+        if finished:
+            self.running = [s for s in self.running if not s.done]
+        return finished
+
+    def advance(self, batch: Batch, emitting: list[Sequence]) -> None:
+        """Async scheduling, first half of `postprocess`, before the tokens are on the host:
+        advance the batch and reserve each emitted token's place (`emitting`, in output order),
+        so the next iteration can be scheduled now. A request whose reserved token is its last
+        by length leaves the running list (it is finished, and freed, by `commit`); a request an
+        EOS finished in the iteration before is done and skipped (its look-ahead row is dropped)."""
+        for seq, n in zip(batch.seqs, batch.num_new):
+            if not seq.done:
+                seq.num_computed += n
+        last = False
+        for row, seq in enumerate(emitting):
+            if not seq.done:
+                last |= seq.reserve_token(row)
+        if self.window is not None:
+            for seq in batch.seqs:
+                if not seq.done:
+                    self.bm.free_window(seq, self.window)
+        if last:
+            self.running = [s for s in self.running if len(s.token_ids) - s.prompt_len < s.max_new_tokens]
+
+    def commit(self, emitting: list[Sequence], tokens: list[int], now_ns: int) -> list[Sequence]:
+        """Async scheduling, second half: the reserved tokens, now read. Returns finished requests."""
+        finished = []
+        for seq, token in zip(emitting, tokens):
+            if not seq.done:
+                waiting = seq.status is Status.WAITING  # preempted by the schedule made meanwhile
+                if seq.commit_token(token, now_ns):
+                    finished.append(seq)
+                    self.bm.free(seq)
+                    if waiting:
+                        self.waiting.remove(seq)
         if finished:
             self.running = [s for s in self.running if not s.done]
         return finished

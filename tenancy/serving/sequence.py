@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 FREED = -1  # a block_table entry whose block slid out of the attention window and was freed
+PENDING = -1  # a token_ids entry sampled on the device, not yet read (async scheduling)
 
 
 class Status(enum.Enum):
@@ -55,6 +56,7 @@ class Sequence:
     error: Optional[str] = None
     num_preemptions: int = 0
     generator: object = None  # the request's own torch.Generator, made when it first samples
+    out_row: int = -1  # async scheduling: the row of its PENDING token in that iteration's output
 
     def __post_init__(self) -> None:
         self.token_ids = list(self.prompt)
@@ -95,6 +97,24 @@ class Sequence:
         self.token_ns.append(now_ns)
         params = self.params
         if len(tokens) - len(self.prompt) >= params.max_tokens or (token in self.eos_ids and not params.ignore_eos):
+            self.status, self.finish_ns = Status.FINISHED, now_ns
+            return True
+        return False
+
+    def reserve_token(self, row: int) -> bool:
+        """Async scheduling: the token sampled at output `row` is still on the device; hold its
+        place (the next iteration reads it there). True if it will be the last, by length."""
+        self.token_ids.append(PENDING)
+        self.out_row = row
+        return len(self.token_ids) - len(self.prompt) >= self.params.max_tokens
+
+    def commit_token(self, token: int, now_ns: int) -> bool:
+        """The reserved token, now on the host; returns True when the request has finished."""
+        tokens = self.token_ids
+        tokens[-1] = token  # the placeholder is the last token: one iteration in flight at most
+        self.token_ns.append(now_ns)
+        params = self.params
+        if len(self.token_ns) >= params.max_tokens or (token in self.eos_ids and not params.ignore_eos):
             self.status, self.finish_ns = Status.FINISHED, now_ns
             return True
         return False

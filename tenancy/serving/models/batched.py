@@ -107,10 +107,10 @@ class BatchedAttention:
         b = g.mask.shape[0]
         keys = k_cache.index_select(0, g.table).view(b, -1, kvh, d).transpose(1, 2)  # [B, KVH, W*bs, D]
         values = v_cache.index_select(0, g.table).view(b, -1, kvh, d).transpose(1, 2)
-        if g.q_idx is None:  # decode: one query per row
-            queries = (q if g.rows is None else q[g.rows])[:, :, None]  # [B, H, 1, D]
-            o = F.scaled_dot_product_attention(queries, keys, values, attn_mask=g.mask, scale=scale, enable_gqa=gqa)
-            return o[:, :, 0]
+        if g.q_idx is None:  # decode: one query per row; a KV head's query heads become its query rows
+            queries = (q if g.rows is None else q[g.rows]).view(b, kvh, h // kvh, d)  # [B, KVH, H/KVH, D]
+            o = F.scaled_dot_product_attention(queries, keys, values, attn_mask=g.mask, scale=scale)
+            return o.view(b, h, d)  # (GQA's head order: query head i reads KV head i // (H/KVH))
         queries = q[g.q_idx].view(b, -1, h, d).transpose(1, 2)  # [B, H, Q, D]
         o = F.scaled_dot_product_attention(queries, keys, values, attn_mask=g.mask, scale=scale, enable_gqa=gqa)
         return o.transpose(1, 2).reshape(-1, h, d)[g.out_idx]
