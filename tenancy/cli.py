@@ -49,7 +49,7 @@ def run(scenario_file: str, out: str | None, iterations: int | None, warmup: int
                                f"sharing: {scenario.mode}")
         scenario = scenario.model_copy(update={"sharing": scenario.sharing.model_copy(
             update={"exclusive_process": True})})
-    sharing.get(scenario.mode).check(scenario, scenario.device)
+    sharing.get(scenario.sharing, scenario.device).check()
     preflight.check(scenario)  # memory (GPU and host) and the card's compute mode, before anything starts
     if nsys_mod.is_profiled_run(out):  # we are the run that nsys profiles: its directory is ready
         run_dir = Path(out)

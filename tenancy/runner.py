@@ -49,7 +49,7 @@ class Runner:
                  on_event: Event | None = None) -> None:
         self.scenario = scenario  # resolved
         self.run_dir = run_dir
-        self.mode = sharing.get(scenario.mode)
+        self.mode = sharing.get(scenario.sharing, scenario.device)
         self.on_event = on_event or (lambda key, kind, value: None)
         self.frames: list[pd.DataFrame] = []
         self.statuses: list[dict[str, Any]] = []
@@ -90,7 +90,7 @@ class Runner:
                 for t, c in instances]
 
     def run(self) -> int:
-        self.mode.check(self.scenario, self.scenario.device)
+        self.mode.check()
         self._write()
         code = EXIT_OK
         try:

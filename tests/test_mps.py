@@ -20,6 +20,7 @@ from tenancy.launch import Interrupted, Launch
 from tenancy.runner import Runner, resolve
 from tenancy.scenario import parse_scenario
 from tenancy.sharing import mps_daemon
+from tenancy.scenario import Mps
 from tenancy.sharing.mps import ComputeMode, MpsAttachError, MpsMode
 from tenancy.sharing.mps_daemon import MpsDaemon, private_pipe_dir, processes_of
 
@@ -73,13 +74,14 @@ def test_check_names_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.delenv("TENANCY_MPS_ALLOW_CPU", raising=False)
     scenario = parse_scenario(dict(name="x", sharing="mps", tenants=[tiny("a", "bert-base")]))
     with pytest.raises(TenancyError, match="needs device cuda"):
-        MpsMode().check(scenario, "cpu")
+        MpsMode(scenario.sharing, "cpu").check()
     with pytest.raises(TenancyError, match="no-such-mps-control on PATH"):
-        MpsMode(control="no-such-mps-control").check(scenario, "cuda")
+        MpsMode(scenario.sharing, "cuda", control="no-such-mps-control").check()
+    exclusive = Mps(exclusive_process=True)
     with pytest.raises(TenancyError, match="sharing.exclusive_process needs no-such-smi on PATH"):
-        MpsMode(control=sys.executable, nvidia_smi="no-such-smi").check(
-            parse_scenario(dict(name="x", sharing={"mode": "mps", "exclusive_process": True},
-                                tenants=[tiny("a", "bert-base")])), "cuda")
+        MpsMode(exclusive, "cuda", control=sys.executable, nvidia_smi="no-such-smi").check()
+    mode = MpsMode(exclusive, "cuda", control=sys.executable)
+    assert (mode.exclusive_process, mode.default_thread_percentage) == (True, None)  # from the config, not check()
 
 
 def test_pipe_dir_is_private_short_and_under_tmp(tmp_path):
@@ -169,8 +171,8 @@ def test_the_daemon_starts_without_the_profilers_injection(tmp_path, fake_env, m
 
 def test_sessions_can_be_entered_several_times(tmp_path, fake_env):
     """One daemon per shared launch: separate pipe directories, each removed, one log directory."""
-    mode = MpsMode()
-    mode.check(parse_scenario(dict(name="x", sharing="mps", tenants=[tiny("a", "bert-base")])), "cpu")
+    mode = MpsMode(Mps(), "cpu")
+    mode.check()
     seen = []
     for _ in range(2):
         with mode.session(tmp_path) as info:
@@ -186,8 +188,8 @@ def test_a_daemon_that_never_gets_ready_is_stopped(tmp_path, fake_env, monkeypat
     monkeypatch.setattr(mps_daemon, "QUIT_TIMEOUT_S", 0.5)
     made, real = [], mps_daemon.private_pipe_dir
     monkeypatch.setattr(mps_daemon, "private_pipe_dir", lambda: made.append(real()) or made[-1])
-    mode = MpsMode()
-    mode.check(parse_scenario(dict(name="x", sharing="mps", tenants=[tiny("a", "bert-base")])), "cpu")
+    mode = MpsMode(Mps(), "cpu")
+    mode.check()
     with pytest.raises(TenancyError, match="not ready"):
         with mode.session(tmp_path):
             pass
@@ -195,8 +197,8 @@ def test_a_daemon_that_never_gets_ready_is_stopped(tmp_path, fake_env, monkeypat
 
 
 def test_session_stops_the_daemon_when_the_runner_raises(tmp_path, fake_env):
-    mode = MpsMode()
-    mode.check(parse_scenario(dict(name="x", sharing="mps", tenants=[tiny("a", "bert-base")])), "cpu")
+    mode = MpsMode(Mps(), "cpu")
+    mode.check()
     with pytest.raises(RuntimeError):
         with mode.session(tmp_path) as info:
             assert processes_of(Path(info["pipe_dir"]), NAMES)
@@ -211,8 +213,8 @@ def test_exclusive_process_is_opt_in_and_restored(tmp_path, fake_env):
     log = (tmp_path / "smi.log").read_text().splitlines()
     assert log == ["-i 0 --query-gpu=compute_mode --format=csv,noheader", "-i 0 -c EXCLUSIVE_PROCESS",
                    "-i 0 -c DEFAULT"]
-    mode = MpsMode()
-    mode.check(parse_scenario(dict(name="x", sharing="mps", tenants=[tiny("a", "bert-base")])), "cpu")
+    mode = MpsMode(Mps(), "cpu")
+    mode.check()
     with mode.session(tmp_path / "r") as info:
         assert "compute_mode" not in info  # never touched by default
     assert len((tmp_path / "smi.log").read_text().splitlines()) == 3
@@ -227,7 +229,7 @@ def test_tenants_attach_and_a_crash_still_stops_the_daemon(tmp_path, fake_env):
                                                     tiny("other", "bert-base", seq=8)])))
     runner = Runner(scenario, tmp_path)
     mode = runner.mode
-    mode.check(scenario, "cpu")
+    mode.check()
 
     def on_event(key, kind, value):
         if kind == "progress" and key.endswith("/victim/0") and value >= 3:
@@ -297,7 +299,7 @@ def test_ctrl_c_in_the_shared_phase_stops_the_daemon(tmp_path, fake_env):
                                            tenants=[tiny("a", "bert-base", batch=1, seq=8, copies=2)])))
     runner = Runner(scenario, tmp_path)
     mode = runner.mode
-    mode.check(scenario, "cpu")
+    mode.check()
 
     def on_event(key, kind, value):
         if kind == "progress" and value >= 3:

@@ -10,6 +10,7 @@ from helpers import broken_weights, tiny
 from tenancy.launch import Interrupted, Launch
 from tenancy.runner import Runner, resolve
 from tenancy.scenario import parse_scenario
+from tenancy.scenario import Streams
 from tenancy.sharing.streams import CPU_NOTE, HOST_NOTE, StreamsMode, run_threads
 
 
@@ -43,8 +44,8 @@ def test_host_time_per_iteration_and_the_host_share(cpu_streams_run, tmp_path):
     summary = pd.read_csv(run / "summary.csv")
     assert summary["host_share"].between(0.5, 1.0).all()  # on a CPU the host does all the work
     for device in ("cpu", "cuda"):
-        mode = StreamsMode()
-        mode.check(None, device)
+        mode = StreamsMode(Streams(), device)
+        mode.check()
         with mode.session(tmp_path) as info:
             assert info["host_serialisation"] == HOST_NOTE and "interpreter lock" in HOST_NOTE
 
@@ -112,7 +113,7 @@ def test_streams_on_cuda(tmp_path):
         tiny("a", "bert-base"), tiny("b", "distilgpt2", task="generate", new_tokens=4)])))
     runner = Runner(s, tmp_path)
     mode = runner.mode
-    mode.check(s, "cuda")
+    mode.check()
     with mode.session(tmp_path) as info:
         launch = Launch(runner.jobs("shared", 0, s.instances(), mode.env))
         out = mode.launch(launch)

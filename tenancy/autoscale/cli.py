@@ -30,8 +30,8 @@ def scale(scenario_file: str, out: str | None, device: str | None, simulate: boo
     scenario = resolve(load_single(scenario_file), device)
     if scenario.autoscale is None:
         raise TenancyError(f"{scenario_file}: no autoscale block; `tenancy scale` needs one (see README)")
-    mode = sharing.get(scenario.mode)
-    mode.check(scenario, scenario.device)
+    mode = sharing.get(scenario.sharing, scenario.device)
+    mode.check()
     run_dir = results.new_run_dir(out, scenario.name)
     env = environment.collect()
     card = gpu.current(env["gpus"])[0]

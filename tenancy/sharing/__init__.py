@@ -12,12 +12,13 @@ from tenancy.sharing.base import Env, SharingMode, recorded_env
 __all__ = ["Env", "SharingMode", "get", "recorded_env"]
 
 
-def get(name: str) -> SharingMode:
+def get(config, device: str = "cpu") -> SharingMode:
+    """The mode a scenario's sharing block names, with its settings, on `device`."""
     from tenancy.sharing.mps import MpsMode
     from tenancy.sharing.streams import StreamsMode
 
     modes: dict[str, type[SharingMode]] = {"exclusive": SharingMode, "timeslice": SharingMode,
                                            "mps": MpsMode, "streams": StreamsMode}
-    if name not in modes:
-        raise TenancyError(f"sharing mode {name!r} is not available in this version")
-    return modes[name](name)
+    if config.mode not in modes:
+        raise TenancyError(f"sharing mode {config.mode!r} is not available in this version")
+    return modes[config.mode](config, device)

@@ -33,12 +33,13 @@ def without_mps(pipe_dir: Path | None) -> Env:
 class SharingMode:
     """Separate processes on one device, which the driver time-slices."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, config, device: str = "cpu") -> None:
+        """`config`: the scenario's sharing block (tenancy.scenario.Sharing), the mode's own settings."""
+        self.config, self.name, self.device = config, config.mode, device
         self._no_mps: Path | None = None
 
-    def check(self, scenario, device: str) -> None:
-        """Raise TenancyError (one line) when this mode cannot run here."""
+    def check(self) -> None:
+        """Raise TenancyError (one line) when this mode cannot run here; changes nothing."""
 
     @contextmanager
     def isolated(self) -> Iterator[None]:

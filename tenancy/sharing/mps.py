@@ -39,24 +39,23 @@ class MpsAttachError(TenancyError):
 
 
 class MpsMode(SharingMode):
-    def __init__(self, name: str = "mps", control: str | None = None, nvidia_smi: str | None = None) -> None:
-        super().__init__(name)
+    def __init__(self, config, device: str = "cuda", control: str | None = None, nvidia_smi: str | None = None) -> None:
+        super().__init__(config, device)
         self.control = control or os.environ.get(CONTROL_ENV) or CONTROL
         self.nvidia_smi = nvidia_smi or os.environ.get(NVIDIA_SMI_ENV) or "nvidia-smi"
-        self.default_thread_percentage: int | None = None
-        self.exclusive_process = False
+        self.default_thread_percentage: int | None = config.default_thread_percentage
+        self.exclusive_process: bool = config.exclusive_process
         self._daemon: MpsDaemon | None = None
         self._info: dict[str, Any] = {}
 
-    def check(self, scenario, device: str) -> None:
+    def check(self) -> None:
+        device = self.device
         if device != "cuda" and os.environ.get(ALLOW_CPU_ENV) != "1":
             raise TenancyError(f"sharing: mps needs device cuda (NVIDIA MPS), not {device}; "
                                "use sharing: timeslice or streams on a CPU")
         if shutil.which(self.control) is None:
             raise TenancyError(f"sharing: mps needs {self.control} on PATH (it ships with the NVIDIA driver); "
                                f"install the driver utilities or set {CONTROL_ENV}")
-        self.default_thread_percentage = scenario.sharing.default_thread_percentage
-        self.exclusive_process = scenario.sharing.exclusive_process
         if self.exclusive_process and shutil.which(self.nvidia_smi) is None:
             raise TenancyError(f"sharing.exclusive_process needs {self.nvidia_smi} on PATH")
 

@@ -35,13 +35,6 @@ HOST_NOTE = ("streams results include host-side serialisation: the tenants' thre
 
 
 class StreamsMode(SharingMode):
-    def __init__(self, name: str = "streams") -> None:
-        super().__init__(name)
-        self.device = "cpu"
-
-    def check(self, scenario, device: str) -> None:
-        self.device = device
-
     @contextmanager
     def session(self, run_dir: Path) -> Iterator[dict[str, Any]]:
         info: dict[str, Any] = {"mode": self.name, "layout": "one spawned process, one thread per tenant",

@@ -66,7 +66,7 @@ def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmu
         why, p.memory = preflight.refusal(p.scenario, gpus, host, params)
         if not p.skip:
             try:
-                sharing.get(p.scenario.mode).check(p.scenario, p.scenario.device)
+                sharing.get(p.scenario.sharing, p.scenario.device).check()
             except TenancyError as err:
                 p.skip = f"unavailable: {err}"
         p.skip = p.skip or why or ("autoscale scenario: run it with tenancy scale" if r.scenario.autoscale else "")
