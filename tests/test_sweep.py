@@ -216,3 +216,20 @@ def test_a_study_starts_with_an_a_a_control(tmp_path):
     assert res.returncode == 0 and "control-aa.bert" in res.stdout + res.stderr
     res = tenancy("sweep", path, "--dry-run", "--no-control")
     assert "control-aa" not in res.stdout + res.stderr
+
+
+def test_gpu_runs_on_a_machine_without_one_are_skipped_with_the_reason(monkeypatch):
+    """A real sweep of device: cuda scenarios on a CPU machine marks them skipped (exit 0), as it
+    does MPS without a GPU; a dry run says capacity was not checked."""
+    def no_gpu(requested: str) -> str:
+        if requested == "cuda":
+            raise TenancyError("device 'cuda' requested but no NVIDIA GPU found")
+        return "cpu"
+
+    monkeypatch.setattr(environment, "resolve_device", no_gpu)
+    runs = [_run("gpu", device="cuda", sharing="mps", tenants=[{"name": "b", "model": "bert-base"}]),
+            _run("cpu", device="cpu", tenants=[{"name": "b", "model": "bert-base", "size": "tiny"}])]
+    real = {p.run.name: p.skip for p in plan(runs, None, None, None)}
+    assert real == {"gpu": "unavailable: device 'cuda' requested but no NVIDIA GPU found", "cpu": ""}
+    dry = {p.run.name: p.skip for p in plan(runs, None, None, None, dry_run=True)}
+    assert dry["gpu"] == "no GPU here: capacity not checked" and dry["cpu"] == ""

@@ -57,11 +57,11 @@ def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmu
         p = Planned(r)
         try:
             p.scenario = resolve(r.scenario, device, iterations, warmup)
-        except TenancyError:
-            if not (dry_run and (device or r.scenario.device) == "cuda"):
+        except TenancyError as err:  # a GPU run on a machine without one: skipped, as MPS without a GPU is
+            if (device or r.scenario.device) != "cuda":
                 raise
             p.scenario = resolve_on("cuda", r.scenario, iterations, warmup)  # planning a GPU study on a laptop
-            p.skip = "no GPU here: capacity not checked"
+            p.skip = "no GPU here: capacity not checked" if dry_run else f"unavailable: {err}"
         p.scenario = _repeats(p.scenario, repeats)
         why, p.memory = preflight.refusal(p.scenario, gpus, host, params)
         if not p.skip:
