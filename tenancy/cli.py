@@ -130,6 +130,7 @@ class _progress:
                              TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console,
                              transient=False, disable=not console.is_terminal)
         self.tasks: dict[str, int] = {}
+        self.measuring: set[str] = set()
 
     def __enter__(self):
         self.bars.__enter__()
@@ -148,6 +149,9 @@ class _progress:
             self.bars.update(task, state="waiting for the others")
         elif kind == "progress":
             self.bars.update(task, completed=min(int(value), self.iterations), state="measuring")
+            if not console.is_terminal and key not in self.measuring:  # a log (nohup, CI) sees the window open
+                self.measuring.add(key)
+                console.print(f"  {key}: measuring")
         elif kind == "samples":
             self.bars.update(task, completed=self.iterations if value == "ok" else None, state=str(value))
         if not console.is_terminal and kind in ("samples",):

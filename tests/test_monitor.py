@@ -17,13 +17,29 @@ from tenancy import monitor
 from tenancy.monitor import Monitor, NvmlReader, foreign_processes, frame, launch_summary, sample_loop, window
 
 
+class Counted(FakeReader):
+    """Says when it has been read `n` times, so a test waits for rows, not for a duration."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.enough, self.wanted = threading.Event(), n
+
+    def read(self):
+        row = super().read()
+        if self.n >= self.wanted:
+            self.enough.set()
+        return row
+
+
 def test_sample_loop_samples_only_while_labelled():
     parent, child = mp.Pipe()
-    loop = threading.Thread(target=sample_loop, args=(FakeReader(), child, 0.01))
+    reader = Counted(8)
+    loop = threading.Thread(target=sample_loop, args=(reader, child, 0.01))
     loop.start()
     time.sleep(0.1)  # idle: no rows
+    assert reader.n == 0
     parent.send(("label", "shared", 1, "shared"))
-    time.sleep(0.25)
+    assert reader.enough.wait(60)
     parent.send(("flush",))
     rows = parent.recv()[1]
     time.sleep(0.1)
@@ -33,14 +49,14 @@ def test_sample_loop_samples_only_while_labelled():
     last = parent.recv()[1]
     loop.join(5)
     assert not loop.is_alive()
-    assert 8 <= len(rows) <= 40 and all((r["phase"], r["repeat"], r["launch"]) == ("shared", 1, "shared") for r in rows)
+    assert len(rows) >= 8 and all((r["phase"], r["repeat"], r["launch"]) == ("shared", 1, "shared") for r in rows)
     gaps = np.diff([r["time_ns"] for r in rows]) / 1e6
-    assert (gaps > 0).all() and 5 < np.median(gaps) < 30
+    assert (gaps > 0).all() and np.median(gaps) > 5  # paced by the interval (a busy machine only adds to it)
     assert last and {r["launch"] for r in last} == {"enc"}
 
 
 def test_a_failed_read_is_a_row_not_the_end():
-    class Flaky(FakeReader):
+    class Flaky(Counted):
         def read(self):
             if self.n == 1:
                 self.n += 1
@@ -48,10 +64,11 @@ def test_a_failed_read_is_a_row_not_the_end():
             return super().read()
 
     parent, child = mp.Pipe()
-    loop = threading.Thread(target=sample_loop, args=(Flaky(), child, 0.01))
+    reader = Flaky(5)
+    loop = threading.Thread(target=sample_loop, args=(reader, child, 0.01))
     loop.start()
     parent.send(("label", "solo", 0, "a"))
-    time.sleep(0.1)
+    assert reader.enough.wait(60)
     parent.send(("stop",))
     rows = parent.recv()[1]
     loop.join(5)
