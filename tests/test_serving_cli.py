@@ -59,6 +59,11 @@ def test_bad_yaml_is_one_line(tmp_path, monkeypatch, capsys):
     cfg.write_bytes(b"model: \xff\xfe\n")
     code, err = run_cli(monkeypatch, capsys, "serve", cfg)
     assert code == 2 and "not a UTF-8 text file" in err
+    for text, words in [("- a\n- b\n", "expected a mapping of fields, got list"), ("5\n", "got int"),
+                        ("workload: 5\n", "workload: Input should be a valid dictionary")]:
+        cfg.write_text(text)  # an option never papers over the file's own mistake
+        code, err = run_cli(monkeypatch, capsys, "serve", cfg, "--rate", "3")
+        assert code == 2 and err.startswith(f"error: {cfg}: ") and words in err, err
 
 
 def test_every_config_field_is_an_option_with_its_help():

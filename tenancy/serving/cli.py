@@ -75,9 +75,14 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`; a block the file gives as something other than a mapping stays, so
+    that validation names the file's mistake instead of an option silently replacing it."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        if isinstance(v, dict) and k in out:
+            out[k] = _merge(out[k], v) if isinstance(out[k], dict) else out[k]
+        else:
+            out[k] = v
     return out
 
 
@@ -92,8 +97,10 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> tuple[ServingCo
         raw = read_yaml(path)
         if isinstance(raw, dict) and "tenants" in raw:
             data, device = _from_scenario(path)
+        elif isinstance(raw, dict) or raw is None:
+            data = raw or {}
         else:
-            data = raw if isinstance(raw, dict) else raw or {}
+            raise TenancyError(f"{source}: expected a mapping of fields, got {type(raw).__name__}")
     return validate(ServingConfig, _merge(data, overrides), source), device
 
 
