@@ -14,7 +14,6 @@ from tenancy.advise import Evidence, Measured, format_plan, parse_pairs, plan
 def evidence(paths: list[str]) -> Evidence:
     """What a study measured, as the advisor needs it (report tables, nothing re-run)."""
     from tenancy import predict
-    from tenancy.floors import peak_for
     from tenancy.peaks import Cache
     from tenancy.report import load, roofline, stats
 
@@ -38,6 +37,7 @@ def evidence(paths: list[str]) -> Evidence:
                 measured[key] = Measured(worst, str(g["runs"].iloc[0]))
     modes = sorted({m for m, _ in measured}) or ["timeslice"]
     cache, state = Cache(), {}
+    works = {k: v for r in runs for k, v in roofline.works(r).items()}
 
     def predictor(mode: str, names: tuple[str, ...]) -> list[float] | None:
         if "peaks" not in state:  # measured (or read) once, only when a group needs a prediction
@@ -47,14 +47,7 @@ def evidence(paths: list[str]) -> Evidence:
         if state["peaks"] is None:
             return None
         run, pk, _ = state["peaks"]
-        works = {k: v for r in runs for k, v in roofline.works(r).items()}
-        env = run["manifest"].get("environment") or {}
-        dem = []
-        for n in names:
-            w = works.get(n)
-            slots = predict.slots_held(run["device"], mode, (w or {}).get("threads") or run["threads_per_tenant"],
-                                       env.get("cpu_count"))
-            dem.append(predict.demand(w, solo_ms[n], peak_for(pk, w["dtype"]), slots) if w else None)
+        dem = [roofline.tenant_demand(run, mode, works.get(n), solo_ms[n], pk) for n in names]
         return None if any(d is None for d in dem) else predict.slowdowns(dem)
 
     return Evidence(solo_ms=solo_ms, measured=measured, modes=modes, predict=predictor, notes=notes)

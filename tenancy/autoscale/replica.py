@@ -79,17 +79,13 @@ class EngineAdapter:
 
     def __init__(self, spec: ReplicaSpec) -> None:
         from tenancy import models
+        from tenancy.serving.api import llm_engine
         from tenancy.serving.config import ServingConfig
-        from tenancy.serving.engine import LLMEngine
-        from tenancy.serving.workload import generate
 
         cfg = ServingConfig.model_validate(spec.serving)
-        hf = models.build(cfg.model, cfg.size, cfg.dtype, spec.device, cfg.weights, cfg.seed)
-        self.loaded_ns = time.perf_counter_ns()
-        specs = generate(cfg.workload, hf.config.vocab_size)
-        longest = max((len(s.prompt) + s.output_len for s in specs), default=None)
-        self.engine = LLMEngine(hf, cfg, max_seq_len=longest)
-        self.engine.warmup()
+        hf = models.build(cfg.model, cfg.size, cfg.dtype_on(spec.device), spec.device, cfg.weights, cfg.seed)
+        self.loaded_ns = time.perf_counter_ns()  # model load ends here; the engine's warm-up follows
+        self.engine = llm_engine(cfg, hf)
         self.seqs: dict[int, object] = {}
 
     def add(self, req: tuple) -> None:

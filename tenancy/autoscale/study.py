@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from tenancy import results
+from tenancy import environment, results
 from tenancy.autoscale.capacity import Capacity, duration_s, rate_function
 from tenancy.autoscale.config import AutoscaleConfig, check_scenario
 from tenancy.autoscale.metrics import summarize
@@ -80,7 +80,7 @@ def run_study(scenario, run_dir: Path, manifest: dict, env: dict, simulate_only:
     specs = workload.generate(w, vocab_size(scfg))
     duration = duration_s(w) or max(s.arrival_s for s in specs)
     rate_fn = rate_function(w)
-    threads = tenant.threads or max(1, _cpus() // cfg.max_replicas)
+    threads = tenant.threads or max(1, environment.cpu_count() // cfg.max_replicas)
     serving = json.loads(scfg.model_dump_json())
 
     def make_spec(i: int) -> ReplicaSpec:
@@ -139,9 +139,3 @@ def run_study(scenario, run_dir: Path, manifest: dict, env: dict, simulate_only:
 def _starts(fleet, label: str) -> pd.DataFrame:
     return pd.DataFrame([{"replica": r.id, "final_state": r.state, "served": r.served, "peak_rss_mb": r.peak_rss_mb,
                           **{k: v for k, v in r.cold.items() if k not in ("pid", "ready_t")}} for r in fleet.replicas]).assign(policy=label)
-
-
-def _cpus() -> int:
-    from tenancy import environment
-
-    return environment.cpu_count()

@@ -69,6 +69,18 @@ def roofline_table(runs: list[dict[str, Any]], cache: peaks.Cache) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def tenant_demand(run: dict[str, Any], mode: str, work: dict[str, Any] | None, solo_ms: float,
+                  pk: dict[str, Any]) -> predict.Demand | None:
+    """What a tenant of `run` demands alone under sharing `mode` (None without its work): the one
+    recipe the report's predictions and `tenancy advise` share."""
+    if not work:
+        return None
+    env = run["manifest"].get("environment") or {}
+    slots = predict.slots_held(run["device"], mode, work.get("threads") or run["threads_per_tenant"],
+                               env.get("cpu_count"))
+    return predict.demand(work, solo_ms, floors.peak_for(pk, work.get("dtype")), slots)
+
+
 def _solo_ms(run: dict[str, Any], config: str) -> float:
     s = run["summary"]
     solo = s[(s["phase"] == "solo") & (s["config"] == config)] if not s.empty else s
@@ -90,14 +102,9 @@ def prediction_table(runs: list[dict[str, Any]], slowdowns: pd.DataFrame, cache:
         pk, source = run_peaks(run, cache)
         if pk is None:
             continue
-        w, env = works(run), run["manifest"].get("environment") or {}
-        dem = []
-        for s in g.itertuples():
-            work = w.get(s.tenant) or {}
-            slots = predict.slots_held(run["device"], run["sharing"], work.get("threads") or run["threads_per_tenant"],
-                                       env.get("cpu_count"))
-            dem.append(predict.demand(work, _solo_ms(run, s.config), floors.peak_for(pk, work.get("dtype")), slots)
-                       if work else None)
+        w = works(run)
+        dem = [tenant_demand(run, run["sharing"], w.get(s.tenant), _solo_ms(run, s.config), pk)
+               for s in g.itertuples()]
         if any(d is None for d in dem):
             continue
         pred, neck = predict.slowdowns(dem), predict.bottleneck(dem)

@@ -20,7 +20,7 @@ from tenancy.sweep.index import STUDY_JSON, SWEEP_CSV, Study
 from tenancy.sweep.plan import Overrides, Planned, dry_run_table, plan, plan_remote
 from tenancy.sweep.progress import Bars, console
 from tenancy.sweep.resume import existing_status
-from tenancy.sweep.task import TaskSpec
+from tenancy.sweep.task import TaskSpec, plan_fields
 
 STATUS_COLUMNS = ("name", "status", "node", "gpu_name", "slurm_job_id", "wall_s", "message", "log")
 
@@ -98,8 +98,7 @@ def run_slurm(plans: list[Planned], study_dir: Path, ov: Overrides, record: dict
     todo, specs = [], []
     for p in plans:
         row = study.row(p.run.name)
-        row.update(source=p.run.source, axes=p.run.axes, sharing=p.scenario.mode, run_dir=p.run.name,
-                   processes=len(p.scenario.instances()), est_peak_mib=round(p.memory.get("peak_mib", 0.0), 1))
+        row.update(plan_fields(p))
         if existing_status(study_dir / p.run.name, p.scenario) == "complete":
             row.update(status="complete", message=row.get("message") or "already complete")
             bars.done(row | {"resumed": True})

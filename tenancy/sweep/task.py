@@ -32,6 +32,13 @@ def placement(device: str = "cuda") -> dict[str, Any]:
             "gpu_uuid": card.get("uuid") if card else None, "slurm_job_id": slurm.get("id")}
 
 
+def plan_fields(p: Planned) -> dict[str, Any]:
+    """The sweep.csv columns a run has from its plan, before it runs, whichever executor runs it."""
+    s = p.scenario or p.run.scenario
+    return dict(source=p.run.source, axes=p.run.axes, sharing=s.mode, processes=len(s.instances()),
+                est_peak_mib=round(p.memory.get("peak_mib", 0.0), 1), run_dir=p.run.name)
+
+
 def execute(p: Planned, study_dir: Path, row: dict[str, Any], on_event: Callable | None = None,
             on_start: Callable[[dict[str, Any]], None] | None = None) -> bool:
     """Run `p` into STUDY/<run> unless it is done already, updating `row`; True when it was resumed
@@ -40,9 +47,7 @@ def execute(p: Planned, study_dir: Path, row: dict[str, Any], on_event: Callable
 
     r = p.run
     run_dir = study_dir / r.name
-    row.update(source=r.source, axes=r.axes, sharing=(p.scenario or r.scenario).mode,
-               processes=len(r.scenario.instances()), est_peak_mib=round(p.memory.get("peak_mib", 0.0), 1),
-               run_dir=r.name)
+    row.update(plan_fields(p))
     if p.skip:
         row.update(status="skipped", message=p.skip)
         return False
