@@ -8,8 +8,6 @@ from __future__ import annotations
 import copy
 import random
 import re
-import signal
-import sys
 from pathlib import Path
 
 import pytest
