@@ -271,22 +271,51 @@ def _broken_dirs(root: Path) -> dict[str, Path]:
     noscenario = root / "noscenario"
     noscenario.mkdir()
     (noscenario / "manifest.json").write_text("{}")
-    study = root / "study"
-    shutil.copytree(STUDY / "solo.tenants=bert", study / "good")
-    (study / "bad").mkdir()
-    (study / "bad" / "manifest.json").write_text("[1, 2")
-    return {"empty": empty, "corrupt": corrupt, "noscenario": noscenario, "study": study}
+    truncated = root / "truncated"
+    shutil.copytree(STUDY / "solo.tenants=bert", truncated)
+    data = (truncated / "samples.parquet").read_bytes()
+    (truncated / "samples.parquet").write_bytes(data[: len(data) // 2])
+    nophase = root / "nophase"
+    shutil.copytree(STUDY / "solo.tenants=bert", nophase)
+    pd.read_csv(nophase / "summary.csv").drop(columns=["phase"]).to_csv(nophase / "summary.csv", index=False)
+    return {"empty": empty, "corrupt": corrupt, "noscenario": noscenario, "truncated": truncated, "nophase": nophase}
 
 
 @pytest.mark.parametrize("case, expected", [
     ("empty", "not a tenancy run directory (no manifest.json) nor a study directory"),
     ("corrupt", "unreadable run directory"),
     ("noscenario", "broken manifest.json"),
-    ("study", "unreadable run directory"),
+    ("truncated", "unreadable run directory"),
+    ("nophase", "summary.csv lacks column(s) phase"),
 ])
 def test_a_broken_run_directory_is_one_line_and_exit_2(tmp_path, case, expected):
     path = _broken_dirs(tmp_path)[case]
     res = tenancy("report", path, "-o", tmp_path / "out", timeout=120)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], res.stderr
+    assert lines[-1].startswith("error: nothing to report: ") and expected in lines[-1], res.stderr
+    assert "Traceback" not in res.stderr and all(ln.startswith("skipped ") for ln in lines[:-1]), res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_of_runs_of_every_kind_reports_what_it_understands_and_names_the_rest(tmp_path):
+    """The repository's own results/reference holds a study, a `tenancy scale` run and notes: each
+    understood run is reported, each skipped folder is one line saying why; broken runs beside
+    good ones are skipped, never fatal."""
+    root = tmp_path / "mixed"
+    shutil.copytree(STUDY / "solo.tenants=bert", root / "study" / "good")
+    (tmp_path / "broken").mkdir()
+    broken = _broken_dirs(tmp_path / "broken")
+    for name in ("corrupt", "truncated", "nophase"):
+        shutil.copytree(broken[name], root / "study" / name)
+    shutil.copytree(ROOT / "results/reference/autoscale-cpu", root / "autoscale")
+    (root / "notes").mkdir()
+    (root / "notes" / "bench.md").write_text("# numbers\n")
+    res = tenancy("report", root, "-o", tmp_path / "out", timeout=300)
+    assert res.returncode == 0, res.stderr
+    skipped = [ln for ln in res.stderr.splitlines() if ln.startswith("skipped ")]
+    assert len([ln for ln in skipped if "/study/" in ln]) == 3, res.stderr
+    assert any("lacks column(s) phase" in ln for ln in skipped)
+    assert any(ln.startswith(f"skipped {root / 'notes'}: not a tenancy run directory") for ln in skipped)
+    assert (tmp_path / "out" / "report.md").exists() and (tmp_path / "out" / "autoscale" / "report.md").exists()
+    assert "1 run(s)" in res.stderr and "internal error" not in res.stderr

@@ -153,10 +153,21 @@ def report(paths: tuple[str, ...], out: str | None, compare: tuple[str, ...]) ->
         return
     from tenancy.report import load, scale
 
-    if len(inputs) == 1 and scale.is_scale(inputs[0]):  # a `tenancy scale` directory has its own report
-        _write_one(scale.build(inputs[0], out_dir), out_dir, console)
-        return
-    runs = load.load(inputs)
+    found = load.scan(inputs)
+    for line in found.skipped:
+        console.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)
+    if not found.runs and not found.scales:
+        raise TenancyError(load.nothing_to_report(found))
+    for d in found.scales:  # a `tenancy scale` directory has its own report
+        scale_out = out_dir if d == first and len(inputs) == 1 else out_dir / _slug(d.name)
+        _write_one(scale.build(d, scale_out), scale_out, console)
+    if found.runs:
+        _write_runs(inputs, found.runs, out_dir, console)
+
+
+def _write_runs(inputs: list[str], runs: list[dict[str, Any]], out_dir: Path, console: Any) -> None:
+    from tenancy.report import load
+
     groups = load.by_gpu_model(runs)
     if len(groups) > 1:  # one figure never mixes GPU models: one report per model
         console.print(f"warning: runs on {len(groups)} GPU models ("

@@ -10,6 +10,7 @@ the sharing mode) and `cell` (the same for two runs of the same work under the s
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,36 +24,81 @@ CATEGORIES = ("encoders only", "decoders only", "mixed")
 _NOT_WORK = ("name", "description", "sharing", "monitor_interval_ms", "repeats", "seed")  # how often / in which order is not what was measured
 
 
-def find_run_dirs(path: str | Path) -> list[Path]:
-    """A run directory itself, or the run directories of a study (its direct subdirectories)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise TenancyError(f"{path}: no such run or study directory")
-    if (path / results.MANIFEST).exists():
-        return [path]
-    runs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
-                  and (p / results.MANIFEST).exists())
-    if not runs:
-        raise TenancyError(f"{path}: not a tenancy run directory (no {results.MANIFEST}) "
-                           "nor a study directory (no run directories inside)")
-    return runs
+SUMMARY_COLUMNS = {"phase", "tenant", "copy", "config", "mean_ms"}
+SAMPLE_COLUMNS = {"phase", "tenant", "copy", "latency_ms", "in_window", "config", "model"}
+_DEPTH = 3  # a folder of studies of runs: results/, results/<study>/, results/<study>/<run>/
 
 
-def load(paths: list[str | Path]) -> list[dict[str, Any]]:
-    """Every run under `paths`, each a plain dict (see `describe`); a directory given twice counts once."""
-    runs, seen = [], set()
+@dataclass
+class Found:
+    """What a set of input folders holds: co-location runs, `tenancy scale` directories (their own
+    report) and, one line each, what was skipped and why."""
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    scales: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def scan(paths: list[str | Path]) -> Found:
+    """Every run under `paths` that the report understands; the rest named in `skipped`. A path
+    that is not a directory is a one-line error; a directory given twice counts once."""
+    found, seen = Found(), set()
     for p in paths:
-        study = Path(p)
-        for d in find_run_dirs(study):
+        top = Path(p)
+        if not top.is_dir():
+            raise TenancyError(f"{top}: no such run or study directory")
+        for d, why in _walk(top, _DEPTH):
             if d.resolve() in seen:
                 continue
             seen.add(d.resolve())
-            runs.append(describe(read(d), study.name if d != study else d.parent.name))
-    ids = [r["id"] for r in runs]
-    for r in runs:  # two directories with one name in different studies: keep the ids apart
+            if why:
+                found.skipped.append(f"{d}: {why}")
+            elif _kind_of(d) == "scale":
+                found.scales.append(d)
+            else:
+                try:
+                    found.runs.append(describe(read(d), top.name if d != top else d.parent.name))
+                except TenancyError as err:
+                    found.skipped.append(str(err))
+    ids = [r["id"] for r in found.runs]
+    for r in found.runs:  # two directories with one name in different studies: keep the ids apart
         if ids.count(r["id"]) > 1:
             r["id"] = str(r["path"])
-    return runs
+    return found
+
+
+def _walk(path: Path, depth: int) -> list[tuple[Path, str | None]]:
+    """Run directories under `path` (reason None) and the folders skipped on the way (with why)."""
+    if (path / results.MANIFEST).exists():
+        return [(path, None)]
+    if (path / "report.md").exists() or (path / "index.html").exists():
+        return [(path, "a report (written by tenancy report), not a run")]
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    if depth == 0 or not subdirs:
+        return [(path, f"not a tenancy run directory (no {results.MANIFEST}) nor a study directory "
+                       "(no run directories inside)")]
+    return [hit for d in subdirs for hit in _walk(d, depth - 1)]
+
+
+def _kind_of(path: Path) -> str | None:
+    try:
+        m = json.loads((path / results.MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return m.get("kind") if isinstance(m, dict) else None
+
+
+def load(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """The co-location runs under `paths`; a one-line error when there is none (naming why)."""
+    found = scan(paths)
+    if not found.runs:
+        raise TenancyError(nothing_to_report(found))
+    return found.runs
+
+
+def nothing_to_report(found: Found) -> str:
+    first = found.skipped[0] if found.skipped else "no run directories"
+    more = f" (and {len(found.skipped) - 1} more skipped)" if len(found.skipped) > 1 else ""
+    return f"nothing to report: {first}{more}"
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -71,11 +117,11 @@ def read(path: Path) -> dict[str, Any]:
             run["gpu"] = pd.read_parquet(path / results.GPU)
         except (OSError, ValueError) as err:
             run["gpu_error"] = f"{path / results.GPU}: unreadable ({' '.join(str(err).split())[:120]})"
-    s = run["samples"]
-    if not s.empty:
-        missing = {"phase", "tenant", "copy", "latency_ms", "in_window", "config", "model"} - set(s.columns)
-        if missing:
-            raise TenancyError(f"{path}: samples.parquet lacks column(s) {', '.join(sorted(missing))}")
+    for name, frame, needed in ((results.SAMPLES, run["samples"], SAMPLE_COLUMNS),
+                                (results.SUMMARY, run["summary"], SUMMARY_COLUMNS)):
+        missing = needed - set(frame.columns)
+        if not frame.empty and missing:
+            raise TenancyError(f"{path}: {name} lacks column(s) {', '.join(sorted(missing))}")
     return run
 
 
