@@ -36,7 +36,8 @@ def mark_window(df: pd.DataFrame, close_ns: int | None = None) -> pd.DataFrame:
     tenants with samples, or earlier at `close_ns`, when the launcher saw a tenant stop (a
     killed tenant hands in nothing). A closed-loop sample counts when at least WINDOW_SHARE of
     its duration lies inside (a tenant released by the barrier a moment before the others still
-    counts its first sample). A request of an open-loop (serving) tenant counts when it arrives
+    counts its first sample); at a `close_ns` it must end by the close, since past it the
+    survivor ran alone and a sample that straddles it is partly a solo one. A request of an open-loop (serving) tenant counts when it arrives
     inside the window, however long it then takes: its latency is the load's response, and
     dropping the requests that straddle the close would favour short ones. One that arrived just
     before the window opened counts under the closed-loop rule.
@@ -51,6 +52,8 @@ def mark_window(df: pd.DataFrame, close_ns: int | None = None) -> pd.DataFrame:
         end = min(end, close_ns)
     inside = (np.minimum(df["end_ns"], end) - np.maximum(df["start_ns"], start)).clip(lower=0)
     by_share = inside >= WINDOW_SHARE * (df["end_ns"] - df["start_ns"])
+    if close_ns is not None and close_ns <= end:
+        by_share &= df["end_ns"] <= close_ns
     arrived = (df["start_ns"] >= start) & (df["start_ns"] < end)
     df["in_window"] = np.where(df["task"] == OPEN_LOOP, arrived | by_share, by_share) & (end > start)
     return df

@@ -71,6 +71,17 @@ def test_window_closes_where_the_launcher_saw_a_tenant_stop():
     assert (closed.loc[closed["in_window"], "end_ns"] <= 30 * MS).all()
 
 
+def test_a_sample_straddling_an_early_close_is_out_even_when_most_of_it_is_inside():
+    """Past a stopped tenant's close the survivor runs alone: a sample that ends a little after
+    it (here 5% of its length) is partly solo, so it is cut, although 95% of it lies inside."""
+    df = launch("shared", 0, {"a": 1.0}, n=100)
+    first = df.sort_values("start_ns").iloc[30]
+    close = int(first["start_ns"] + 0.95 * (first["end_ns"] - first["start_ns"]))
+    closed = analysis.mark_window(df, close_ns=close)
+    assert not closed.loc[first.name, "in_window"]
+    assert closed["in_window"].sum() == 30 and (closed.loc[closed["in_window"], "end_ns"] <= close).all()
+
+
 def test_open_loop_requests_count_when_they_arrive_inside_the_window():
     """A request that arrives inside the window counts however long it takes (even past the
     close); one that arrived before the window opened counts only if 90% of it lies inside."""
