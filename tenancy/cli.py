@@ -199,6 +199,7 @@ def _raise_interrupt(signum, frame):
 
 def main() -> None:
     """Console entry point: every expected failure is one line and an exit code."""
+    _start_resource_tracker()
     for sig in HANG_UP:  # a dropped ssh session ends the run like Ctrl-C: cleanup runs, samples are kept
         signal.signal(sig, _raise_interrupt)
     try:
@@ -224,6 +225,29 @@ def main() -> None:
     finally:  # the exit code is decided: a late Ctrl-C must not turn teardown into a traceback
         for sig in (signal.SIGINT, *HANG_UP):
             signal.signal(sig, signal.SIG_IGN)
+        _stop_resource_tracker()
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (the tenants' shared semaphores need one) with
+    SIGHUP ignored, which it inherits: it ignores SIGINT and SIGTERM itself but not SIGHUP, so a
+    hang-up sent to the run's process group killed it, and the tenants' next unregister started a
+    fresh tracker that printed a KeyError traceback for every semaphore it had never seen."""
+    from multiprocessing import resource_tracker
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def _stop_resource_tracker() -> None:
+    """Reap the resource tracker before exiting: left to itself it ends only after we do, and a
+    run would leave a process behind (a zombie where nothing reaps orphans, as in containers)."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker._resource_tracker._stop()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from tenancy.hostload import WARN_CORES, HostLoad
 from tenancy.launch import Interrupted, Launch, Outcome, environ
 from tenancy.monitor import Monitor
 from tenancy.scenario import Scenario, work_key
+from tenancy.signals import shielded
 from tenancy.tenant import COLUMNS, Job
 
 Event = Callable[[str, str, object], None]
@@ -115,7 +116,8 @@ class Runner:
             if code == EXIT_OK and self.manifest["status"] == "incomplete":
                 code = EXIT_FAILED
             self.manifest["finished"] = results.utc_now()
-            self._write()
+            with shielded():
+                self._write()
         return code
 
     def failure(self) -> str:
@@ -172,12 +174,14 @@ class Runner:
         try:
             with self.monitor.during(first.phase, first.repeat, name):
                 how(launch)
-        finally:  # keep whatever was measured, also when interrupted
-            load = HostLoad.foreign(before, self.host.read())
-            if load is not None:
-                self.manifest["host_load"].append({"phase": first.phase, "repeat": first.repeat, "launch": name, **load})
-            self._collect(launch)
-            self._write()
+        finally:  # keep whatever was measured, also when interrupted (and again)
+            with shielded():
+                load = HostLoad.foreign(before, self.host.read())
+                if load is not None:
+                    self.manifest["host_load"].append({"phase": first.phase, "repeat": first.repeat, "launch": name,
+                                                       **load})
+                self._collect(launch)
+                self._write()
 
     def _collect(self, launch: Launch) -> None:
         frames = []

@@ -93,6 +93,8 @@ def clients(visible):
         env = environ(name)
         if env.get("CUDA_MPS_PIPE_DIRECTORY", DEFAULT_PIPE if env else None) != PIPE or ME in cmdline(name):
             continue
+        if "multiprocessing.resource_tracker" in cmdline(name):  # inherits the env, never opens a CUDA context
+            continue
         seen = {k: v for k, v in env.items() if k.startswith("CUDA_MPS_") or k == "CUDA_VISIBLE_DEVICES"}
         ok = bool(select(env.get("CUDA_VISIBLE_DEVICES"), visible))
         (listed if ok else rejected).append((int(name), seen))

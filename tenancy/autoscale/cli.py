@@ -5,8 +5,11 @@ import sys
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.table import Table
 
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, TenancyError
+from tenancy.signals import shielded
 
 
 @click.command("scale")
@@ -17,8 +20,6 @@ from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, TenancyError
               "gives capacity_rps, base_latency_s and cold_start_s).")
 def scale(scenario_file: str, out: str | None, device: str | None, simulate: bool) -> None:
     """Run every autoscale policy of SCENARIO on the same seeded trace, measured and simulated."""
-    from rich.console import Console
-    from rich.table import Table
 
     from tenancy import environment, gpu, results, sharing
     from tenancy.autoscale.study import run_study
@@ -50,27 +51,35 @@ def scale(scenario_file: str, out: str | None, device: str | None, simulate: boo
         failed = [p["policy"] for p in manifest["policies"] if p["status"] == "failed"]
         manifest["status"] = "failed" if failed else "complete"
         code = EXIT_FAILED if failed else 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the policies already run were written as each ended
         manifest["status"], code = "interrupted", EXIT_INTERRUPTED
+        for p in manifest.get("policies", []):
+            p["status"] = "interrupted" if p["status"] == "running" else p["status"]
     except Exception as err:
         manifest["status"], manifest["error"] = "failed", " ".join(str(err).split())[:300] or type(err).__name__
         raise
     finally:
         manifest["finished"] = results.utc_now()
-        if study is not None:
-            study.write()
-        else:
-            results.write_json(Path(run_dir) / results.MANIFEST, manifest)
-    table = Table(title=f"tenancy scale ({run_dir})")
-    cols = ("mode", "policy", "efficiency", "replica_seconds", "time_above_slo", "slo_attainment", "goodput",
-            "scale_ups", "scale_downs", "cold_start_s")
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("mode", "policy") else "right")
-    for r in study.summary:
-        table.add_row(*[f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols])
-    Console(width=None if console.is_terminal else 200).print(table)
+        with shielded():
+            if study is not None:
+                study.write()
+            else:
+                results.write_json(Path(run_dir) / results.MANIFEST, manifest)
+    if study is not None:  # None when interrupted before the study began
+        _print_summary(study.summary, run_dir, console.is_terminal)
     if code == EXIT_INTERRUPTED:
         console.print(f"interrupted: what was measured is in {run_dir}")
     elif code:
         console.print(f"run failed: policies {', '.join(failed)} (results kept in {run_dir})", markup=False)
     sys.exit(code)
+
+
+def _print_summary(rows: list[dict], run_dir: Path, terminal: bool) -> None:
+    table = Table(title=f"tenancy scale ({run_dir})")
+    cols = ("mode", "policy", "efficiency", "replica_seconds", "time_above_slo", "slo_attainment", "goodput",
+            "scale_ups", "scale_downs", "cold_start_s")
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("mode", "policy") else "right")
+    for r in rows:
+        table.add_row(*[f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols])
+    Console(width=None if terminal else 200).print(table)

@@ -122,16 +122,24 @@ def serve(config: Path | None, out: Path | None, device: str | None, **options: 
     from tenancy.environment import resolve_device
     from tenancy.serving.api import build_engine, engine_info, run_serving, write_run
     from tenancy.serving.engine import ServeInterrupted
+    from tenancy.serving.metrics import to_frame
+    from tenancy.signals import shielded
 
     cfg, file_device = load_config(config, _nest(options))
     device = resolve_device(device or file_device or "auto")
     out = results.new_run_dir(out, f"serve-{cfg.engine}-{cfg.model}")
+    engine = None
     try:
         engine = build_engine(cfg, device)
+        click.echo(f"{cfg.engine} {cfg.model}/{cfg.size} on {device}: serving -> {out}", err=True)
         df = run_serving(cfg, device, engine=engine)
-    except ServeInterrupted as stop:
-        write_run(out, cfg, stop.frame, device, {"serving_engine": engine_info(engine)}, interrupted=True)
-        click.echo(f"interrupted: {len(stop.frame)} request(s) that had arrived are in {out}", err=True)
+    except KeyboardInterrupt as stop:  # ServeInterrupted carries what arrived; before it, nothing had
+        if engine is None:
+            raise
+        frame = stop.frame if isinstance(stop, ServeInterrupted) else to_frame([], 0, engine.name)
+        with shielded():  # a second Ctrl-C must not lose the first one's requests
+            write_run(out, cfg, frame, device, {"serving_engine": engine_info(engine)}, interrupted=True)
+        click.echo(f"interrupted: {len(frame)} request(s) that had arrived are in {out}", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except (ValueError, NotImplementedError, OSError) as e:  # e.g. a bad trace file, a missing weights path
         raise TenancyError(" ".join(str(e).split())[:300]) from None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tenancy.errors import TenancyError
+from tenancy.signals import shielded
 
 CONTROL = "nvidia-cuda-mps-control"
 PROGRAMS = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
@@ -234,7 +235,7 @@ class MpsDaemon:
         if not self.started:
             return self.info
         self.started = False
-        with _shielded() as held:
+        with shielded() as held:
             stop: dict[str, Any] = {}
             try:
                 self.servers()  # servers to wait for, also those that do not carry our environment
@@ -280,25 +281,6 @@ def _kill(pids: list[int], still: Any) -> list[int]:
         while still() and time.monotonic() < deadline:
             time.sleep(0.05)
     return pids
-
-
-class _shielded:
-    """Hold off Ctrl-C, SIGTERM and SIGHUP while the daemon is being stopped (main thread only): cleanup
-    finishes, and the run ends right after it anyway."""
-
-    def __enter__(self) -> "_shielded":
-        import threading
-
-        self.saved: dict[int, Any] = {}
-        self.caught: list[int] = []
-        if threading.current_thread() is threading.main_thread():
-            self.saved = {s: signal.signal(s, lambda n, f: self.caught.append(n))
-                          for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        for s, handler in self.saved.items():
-            signal.signal(s, handler)
 
 
 def _pids(text: str) -> list[int]:
