@@ -128,3 +128,13 @@ def test_run_with_a_folder_encoder_and_a_folder_decoder(folders, tmp_path):
     assert set(summary["tenant"]) == {"enc", "dec"} and set(summary["phase"]) == {"solo", "shared"}
     report = tenancy("report", tmp_path / "run")
     assert report.returncode == 0, report.stderr
+
+
+def test_the_served_architectures_are_the_engines(folders):
+    from tenancy.serving.config import SERVED_FAMILIES, ServingConfig
+    from tenancy.serving.models import FAMILIES
+
+    assert sorted(FAMILIES) == sorted(SERVED_FAMILIES)
+    assert ServingConfig(model=folders["qwen2"]).model == folders["qwen2"]
+    with pytest.raises(ValueError, match="no kernels for architecture 'phi3'"):
+        ServingConfig(model=folders["phi3"])
