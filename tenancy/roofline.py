@@ -203,7 +203,12 @@ def floor(costs: list[Cost], flops_per_s: float, bytes_per_s: float, weights_byt
 
 def tenant_floor(work: dict, peak: dict) -> Floor | None:
     """The floor of a tenant's step (`work`: model, size, task, batch, seq, new_tokens, dtype) on
-    measured peaks (`peak`: flops_per_s, bytes_per_s); None for serving tenants."""
+    measured peaks (`peak`: flops_per_s, bytes_per_s); None for serving tenants, and for a
+    folder model no longer on this machine (a report read elsewhere has no config to count)."""
+    try:
+        models.get(work["model"])
+    except models.UnknownModel:
+        return None
     costs = step_costs(work["model"], work["size"], work["task"], int(work["batch"]), int(work["seq"]),
                        int(work.get("new_tokens") or 1), work["dtype"])
     if not costs:

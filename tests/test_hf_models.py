@@ -138,3 +138,24 @@ def test_the_served_architectures_are_the_engines(folders):
     assert ServingConfig(model=folders["qwen2"]).model == folders["qwen2"]
     with pytest.raises(ValueError, match="no kernels for architecture 'phi3'"):
         ServingConfig(model=folders["phi3"])
+
+
+def test_a_model_id_in_the_local_hf_cache_resolves_offline(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--acme--tiny-qwen3"
+    build_folder(repo / "snapshots" / "abc123", CONFIGS["qwen3"][0], tokenizer=False, weights=False)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "tenancy", "models", "acme/tiny-qwen3", "acme/absent"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "'acme/absent'" in proc.stderr and str(cache) in proc.stderr  # looked there
+    proc = subprocess.run([sys.executable, "-m", "tenancy", "models", "acme/tiny-qwen3"], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    row = next(ln for ln in proc.stdout.splitlines() if "acme/tiny-qwen3" in ln)
+    assert "decoder" in row and "models--acme--tiny-qwen3/snapshots" in row  # the snapshot it resolved to

@@ -154,6 +154,15 @@ class ServingConfig(EngineConfig):
     weights: str = Field("random", description="random, pretrained (the model's own), or a local path / cached model id")
     seed: int = Field(0, ge=0, lt=2**32, description="weights and sampling")
 
+    @field_validator("model")
+    @classmethod
+    def _known_decoder(cls, model: str) -> str:
+        from tenancy import models
+
+        if models.get(model).kind != "decoder":  # get raises UnknownModel (a ValueError) saying what it looked for
+            raise ValueError(f"{model} is an encoder; serving needs a decoder")
+        return model
+
     @model_validator(mode="after")
     def _servable(self) -> "ServingConfig":
         problem = model_problem(self.model, self.size, self.engine)
