@@ -107,18 +107,28 @@ def doctor_cmd(as_json: bool) -> None:
 
 
 @cli.command("models")
-def models_cmd() -> None:
-    """List the model zoo with parameter counts and weight memory."""
+@click.argument("names", nargs=-1, metavar="[MODEL]...")
+def models_cmd(names: tuple[str, ...]) -> None:
+    """List the model zoo with parameter counts and weight memory; each MODEL named (a folder
+    holding config.json, or a model id in the local Hugging Face cache) is added, its kind,
+    positions and size derived from its config."""
     from tenancy import models
 
-    table = Table(title="tenancy model zoo")
-    for col in ("model", "kind", "family", "params", "fp16 weights", "tiny params", "hub id"):
-        table.add_column(col, justify="right" if col in ("params", "fp16 weights", "tiny params") else "left")
-    for spec in models.ZOO.values():
+    try:
+        extra = [models.get(n) for n in names]
+    except models.UnknownModel as err:
+        raise TenancyError(str(err)) from None
+    table = Table(title="tenancy models")
+    numeric = ("params", "fp16 weights", "tiny params", "positions")
+    for col in ("model", "kind", "family", *numeric, "hub id / folder"):
+        table.add_column(col, justify="right" if col in numeric else "left")
+    for spec in [*models.ZOO.values(), *extra]:
         n = models.count_params(spec.name)
-        table.add_row(spec.name, spec.kind, spec.family, f"{n / 1e6:,.1f} M", f"{n * models.DTYPE_BYTES['float16'] / 2**30:.2f} GiB",
-                      f"{models.count_params(spec.name, 'tiny') / 1e3:,.0f} k", spec.hub_id)
-    Console().print(table)
+        tiny = "-" if spec.path else f"{models.count_params(spec.name, 'tiny') / 1e3:,.0f} k"
+        table.add_row(spec.name, spec.kind, spec.family, f"{n / 1e6:,.1f} M",
+                      f"{n * models.DTYPE_BYTES['float16'] / 2**30:.2f} GiB", tiny, f"{spec.max_positions:,}",
+                      spec.path or spec.hub_id)
+    Console(width=200).print(table)
 
 
 class _progress:

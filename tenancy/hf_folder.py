@@ -48,11 +48,12 @@ def save_tokenizer(path: str | Path, vocab_size: int) -> None:
 
 
 def build_folder(path: str | Path, config: dict[str, Any], causal: bool = True, seed: int = 0,
-                 tokenizer: bool = True, dtype: str = "float32") -> Path:
+                 tokenizer: bool = True, dtype: str = "float32", weights: bool = True) -> Path:
     """Write config.json, random weights (safetensors) and optionally a tokenizer to `path`.
 
     `config` is a transformers config as a dict with its `model_type`; `causal` saves a decoder
-    with its LM head (AutoModelForCausalLM), else the bare AutoModel (encoders).
+    with its LM head (AutoModelForCausalLM), else the bare AutoModel (encoders). `weights=False`
+    writes the config alone (what a tenant's `weights: random` needs), its architectures named.
     """
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
@@ -63,8 +64,13 @@ def build_folder(path: str | Path, config: dict[str, Any], causal: bool = True, 
     cfg = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
     cls = AutoModelForCausalLM if causal else AutoModel
     torch.manual_seed(seed)
-    model = cls.from_config(cfg, dtype=getattr(torch, dtype))
-    model.save_pretrained(str(path))
+    with torch.device("cpu" if weights else "meta"):
+        model = cls.from_config(cfg, dtype=getattr(torch, dtype))
+    if weights:
+        model.save_pretrained(str(path))
+    else:
+        model.config.architectures = [type(model).__name__]
+        model.config.save_pretrained(str(path))
     if tokenizer:
         save_tokenizer(path, int(cfg.vocab_size))
     return path

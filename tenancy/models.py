@@ -1,8 +1,11 @@
-"""The model zoo: the five models of the study, with their exact configs.
+"""The models a tenant can name: the five of the study's zoo, or any Hugging Face model folder.
 
-Configs live in code because weights cannot be downloaded (and Llama is gated): random weights
-built from these configs have the real FLOPs and bytes. `size="tiny"` keeps the family and
-architecture but shrinks every dimension so the same code paths run on a CPU in seconds.
+Zoo configs live in code because weights cannot be downloaded (and Llama is gated): random
+weights built from these configs have the real FLOPs and bytes. `size="tiny"` keeps the family
+and architecture but shrinks every dimension so the same code paths run on a CPU in seconds.
+Any other name is a local folder holding config.json, or a model id already in the local
+Hugging Face cache (resolved offline, never downloaded); its kind, positions and shapes come
+from that config (hf_spec.py).
 """
 from __future__ import annotations
 
@@ -22,15 +25,19 @@ class ModelSpec:
     config: dict[str, Any]
     tiny: dict[str, Any]  # overrides that shrink the model
     hub_id: str  # where the real weights live, for `weights: <id>` with a local cache
+    path: str | None = None  # a folder model: the directory holding its config.json
 
     @property
     def max_positions(self) -> int:
         """Tokens the model can attend over (tiny variants keep the full model's)."""
-        return int(self.config.get("max_position_embeddings") or self.config["n_positions"])
+        c = self.config
+        return int(c.get("max_position_embeddings") or c.get("n_positions") or c.get("n_ctx") or 2**31 - 1)
 
     def make_config(self, size: Size = "full"):
         from transformers import AutoConfig
 
+        if self.path is not None:  # a folder model has no tiny variant (validation refuses it)
+            return AutoConfig.from_pretrained(self.path, local_files_only=True)
         kwargs = dict(self.config)
         if size == "tiny":
             kwargs.update(self.tiny)
@@ -103,11 +110,16 @@ class UnknownModel(ValueError):
     pass
 
 
-def weights_problem(weights: str) -> str | None:
+def weights_problem(weights: str, spec: ModelSpec | None = None) -> str | None:
     """Why `from_pretrained(weights)` cannot work here, or None: weights are a local directory, or a
-    model id already in the local Hugging Face cache (nothing can be downloaded)."""
+    model id already in the local Hugging Face cache (nothing can be downloaded). `pretrained` is
+    the model's own weights: a folder model's folder, a zoo model's hub id."""
     if weights == "random":
         return None
+    if weights == "pretrained":
+        if spec is None:
+            return "pretrained names the model's own weights; no model given"
+        weights = spec.path or spec.hub_id
     path = Path(weights).expanduser()
     if path.exists():
         return None if path.is_dir() else f"{weights!r} is a file; give the directory that holds config.json"
@@ -123,10 +135,12 @@ def weights_problem(weights: str) -> str | None:
 
 
 def get(name: str) -> ModelSpec:
-    try:
+    """The zoo model, else the folder or cached model id of that name (hf_spec.resolve)."""
+    if name in ZOO:
         return ZOO[name]
-    except KeyError:
-        raise UnknownModel(f"unknown model {name!r}; known: {', '.join(ZOO)}") from None
+    from tenancy.hf_spec import resolve
+
+    return resolve(name, list(ZOO))
 
 
 def _auto_class(kind: Kind):
@@ -152,7 +166,8 @@ def build(name: str, size: Size = "full", dtype: str = "float32", device: str = 
         with torch.device(device):
             model = cls.from_config(spec.make_config(size), dtype=torch_dtype)
     else:
-        model = cls.from_pretrained(weights, dtype=torch_dtype).to(device)
+        source = (spec.path or spec.hub_id) if weights == "pretrained" else weights
+        model = cls.from_pretrained(source, dtype=torch_dtype, local_files_only=True).to(device)
     return model.eval()
 
 

@@ -55,25 +55,30 @@ class Dims:
         return 2 * self.layers * self.kv_heads * self.head_dim
 
 
+GATED = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "mixtral", "olmo", "olmo2", "granite",
+         "modernbert")  # families whose MLP is gated (three d x f matrices; ModernBERT's Wi is d x 2f)
+
+
 def dims(model: str, size: str = "full") -> Dims:
+    """From the model's transformers config (a zoo config or a folder's config.json): attribute
+    names resolve through the config's attribute_map, so GPT-2's n_embd is hidden_size. A family
+    not listed in GATED is counted as a plain two-matrix MLP."""
     spec = models.get(model)
-    c = dict(spec.config)
-    if size == "tiny":
-        c.update(spec.tiny)
+    c = spec.make_config(size)
+    g = lambda key, default=None: getattr(c, key, None) or default  # noqa: E731
+    d, heads = c.hidden_size, c.num_attention_heads
     if spec.family == "gpt2":
-        d, heads = c["n_embd"], c["n_head"]
-        return Dims(d=d, layers=c["n_layer"], heads=heads, kv_heads=heads, head_dim=d // heads,
-                    ffn=c.get("n_inner") or 4 * d, vocab=c["vocab_size"], gated=False, head=True, pooler=False,
-                    rel_rows=0, positions=c["n_positions"], type_vocab=0, tied=True)
-    d, heads = c["hidden_size"], c["num_attention_heads"]
+        return Dims(d=d, layers=c.num_hidden_layers, heads=heads, kv_heads=heads, head_dim=d // heads,
+                    ffn=g("n_inner", 4 * d), vocab=c.vocab_size, gated=False, head=True, pooler=False,
+                    rel_rows=0, positions=c.n_positions, type_vocab=0, tied=True)
     deberta = spec.family == "deberta-v2"
-    return Dims(d=d, layers=c["num_hidden_layers"], heads=heads, kv_heads=c.get("num_key_value_heads") or heads,
-                head_dim=c.get("head_dim") or d // heads, ffn=c["intermediate_size"], vocab=c["vocab_size"],
-                gated=spec.family in ("llama", "mistral"), head=spec.kind == "decoder", pooler=spec.family == "bert",
-                rel_rows=2 * c["position_buckets"] if deberta and c.get("relative_attention") else 0,
-                positions=c["max_position_embeddings"] if spec.family == "bert" else 0,
-                type_vocab=c.get("type_vocab_size", 0) if spec.kind == "encoder" else 0,
-                tied=bool(c.get("tie_word_embeddings", True)))
+    return Dims(d=d, layers=c.num_hidden_layers, heads=heads, kv_heads=g("num_key_value_heads", heads),
+                head_dim=g("head_dim", d // heads), ffn=g("intermediate_size", 4 * d), vocab=c.vocab_size,
+                gated=spec.family in GATED, head=spec.kind == "decoder", pooler=spec.family == "bert",
+                rel_rows=2 * c.position_buckets if deberta and g("relative_attention") else 0,
+                positions=c.max_position_embeddings if spec.family == "bert" else 0,
+                type_vocab=g("type_vocab_size", 0) if spec.kind == "encoder" else 0,
+                tied=bool(getattr(c, "tie_word_embeddings", True)))
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,12 @@ def floor(costs: list[Cost], flops_per_s: float, bytes_per_s: float, weights_byt
 
 def tenant_floor(work: dict, peak: dict) -> Floor | None:
     """The floor of a tenant's step (`work`: model, size, task, batch, seq, new_tokens, dtype) on
-    measured peaks (`peak`: flops_per_s, bytes_per_s); None for serving tenants."""
+    measured peaks (`peak`: flops_per_s, bytes_per_s); None for serving tenants, and for a
+    folder model no longer on this machine (a report read elsewhere has no config to count)."""
+    try:
+        models.get(work["model"])
+    except models.UnknownModel:
+        return None
     costs = step_costs(work["model"], work["size"], work["task"], int(work["batch"]), int(work["seq"]),
                        int(work.get("new_tokens") or 1), work["dtype"])
     if not costs:

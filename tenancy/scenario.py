@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from tenancy import models
 from tenancy.autoscale.config import AutoscaleConfig, check_scenario
 from tenancy.errors import TenancyError
-from tenancy.serving.config import ServingBlock
+from tenancy.serving.config import ServingBlock, model_problem
 from tenancy.validation import Closed, Strict, no_bool_as_number, validate
 
 DType = Literal["float16", "bfloat16", "float32"]
@@ -82,24 +82,26 @@ class Tenant(Strict):
 
     @model_validator(mode="after")
     def _task_fits_model(self) -> "Tenant":
-        kind = models.get(self.model).kind
-        if self.task is None:
-            self.task = "generate" if kind == "decoder" else "forward"
-        if self.task in ("generate", "serve") and kind == "encoder":
-            raise ValueError(f"task '{self.task}' needs a decoder; {self.model} is an encoder")
         spec = models.get(self.model)
+        if self.task is None:
+            self.task = "generate" if spec.kind == "decoder" else "forward"
+        if self.task in ("generate", "serve") and spec.kind == "encoder":
+            raise ValueError(f"task '{self.task}' needs a decoder; {self.model} is an encoder")
+        if self.size == "tiny" and spec.path is not None:
+            raise ValueError(f"size: tiny shrinks zoo models only; {self.model} is a model folder")
         tokens = self.seq + (self.new_tokens if self.task == "generate" else 0)
         if self.task != "serve" and tokens > spec.max_positions:
             what = f"seq {self.seq} + new_tokens {self.new_tokens}" if self.task == "generate" else f"seq {self.seq}"
             raise ValueError(f"{what} = {tokens} tokens, beyond {self.model}'s {spec.max_positions} positions")
-        problem = models.weights_problem(self.weights)
+        problem = models.weights_problem(self.weights, spec)
         if problem:
             raise ValueError(f"weights: {problem}")
         if self.task == "serve":
             if self.serving is None:
                 self.serving = ServingBlock()
-            if spec.kind != "decoder":
-                raise ValueError(f"{self.model} is an encoder; serving needs a decoder")
+            problem = model_problem(self.model, self.size, self.serving.engine)
+            if problem:
+                raise ValueError(problem)
         elif self.serving is not None:
             raise ValueError("a serving block needs task: serve")
         return self

@@ -18,6 +18,9 @@ from tenancy.serving.sequence import SamplingParams, Sequence, Status
 from tenancy.serving.workload import RequestSpec
 
 FAMILIES = {"gpt2": "distilgpt2", "llama": "llama-3.2-1b", "mistral": "mistral-7b"}
+_QWEN = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+             intermediate_size=128, vocab_size=1024, max_position_embeddings=256, bos_token_id=1, eos_token_id=2)
+FOLDERS = {"qwen2": dict(_QWEN, model_type="qwen2"), "qwen3": dict(_QWEN, model_type="qwen3")}  # model folders
 CPU_BACKENDS = ("reference", "batched")  # flashinfer: GPU only (test_serving_gpu.py)
 
 
@@ -33,11 +36,22 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="module")
+def names(tmp_path_factory) -> dict[str, str]:
+    """family: the model to name, a zoo model or (Qwen) a random-weight model folder."""
+    from tenancy.hf_folder import build_folder
+
+    root = tmp_path_factory.mktemp("served")
+    return {**FAMILIES, **{f: str(build_folder(root / f, c, tokenizer=False)) for f, c in FOLDERS.items()}}
+
+
 @lru_cache(maxsize=None)
 def hf_model(name: str, **overrides):
     """Tiny model with weights scaled up so greedy decoding is not one token repeated (cached:
-    the engine only reads it)."""
-    config = models.get(name).make_config("tiny")
+    the engine only reads it). A folder model's biases and norms are perturbed too: Qwen2's q/k/v
+    biases and Qwen3's per-head q/k norms must be applied to agree."""
+    spec = models.get(name)
+    config = spec.make_config("full" if spec.path else "tiny")
     for k, v in overrides.items():
         setattr(config, k, v)
     torch.manual_seed(0)
@@ -46,6 +60,8 @@ def hf_model(name: str, **overrides):
         for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(0, 0.15)
+            elif spec.path:
+                p.add_(torch.randn_like(p) * 0.3)
     return model
 
 
@@ -78,9 +94,9 @@ SCENARIOS = {  # name: config overrides
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("scenario", SCENARIOS)
-@pytest.mark.parametrize("family", FAMILIES)
-def test_greedy_matches_transformers(family, scenario, backend):
-    name = FAMILIES[family]
+@pytest.mark.parametrize("family", [*FAMILIES, *FOLDERS])
+def test_greedy_matches_transformers(family, scenario, backend, names):
+    name = names[family]
     model = hf_model(name)
     cfg = dict(model=name, max_batch_size=8, attention_backend=backend) | SCENARIOS[scenario]
     engine = LLMEngine(model, ServingConfig(**cfg))
@@ -108,10 +124,10 @@ def test_greedy_matches_transformers(family, scenario, backend):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-@pytest.mark.parametrize("family", FAMILIES)
-def test_logits_match_transformers(family, backend):
+@pytest.mark.parametrize("family", [*FAMILIES, *FOLDERS])
+def test_logits_match_transformers(family, backend, names):
     """Stricter than tokens: every prefill position, then a decode step that reads the cache."""
-    name = FAMILIES[family]
+    name = names[family]
     model = hf_model(name)
     engine = LLMEngine(model, ServingConfig(model=name, num_blocks=16, block_size=4, attention_backend=backend))
     prompt = prompts([11], seed=5)[0]

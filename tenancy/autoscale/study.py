@@ -23,7 +23,7 @@ from tenancy.serving.config import ServingConfig
 def vocab_size(cfg: ServingConfig) -> int:
     from tenancy import models
 
-    if cfg.weights == "random":
+    if cfg.weights in ("random", "pretrained"):
         return models.get(cfg.model).make_config(cfg.size).vocab_size
     from transformers import AutoConfig
 

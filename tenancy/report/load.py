@@ -193,9 +193,13 @@ def _kind(model: str) -> str:
         return "unknown"
 
 
-def model_order() -> list[str]:
-    """Models in the zoo's order (encoders first, then decoders by size)."""
-    return list(models.ZOO)
+def model_order(present=None) -> list[str]:
+    """Models in the zoo's order (encoders first, then decoders by size); given the models
+    `present`, those of them, folder models after the zoo's, by name."""
+    if present is None:
+        return list(models.ZOO)
+    present = set(present)
+    return [m for m in models.ZOO if m in present] + sorted(present - set(models.ZOO))
 
 
 def environments(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ def roofline_plot(table: pd.DataFrame, out: Path) -> dict[str, Any]:
         return figure("roofline", title, "", note="no run has peaks (measured or measurable here) and a closed-loop "
                       "tenant")
     devices = list(dict.fromkeys(zip(table["device"], table["peak_gflops"].round(1), table["peak_gbps"].round(1))))
-    models = [m for m in model_order() if m in set(table["model"])]
+    models = model_order(table["model"])
     colors = _colors(models)
     with _style():
         fig, axes = plt.subplots(1, len(devices), figsize=(7 * len(devices), 5.2), squeeze=False)
@@ -71,7 +71,7 @@ def prediction_plot(pred: pd.DataFrame, out: Path) -> dict[str, Any]:
     title = "Predicted against measured slowdown"
     if pred.empty:
         return figure("prediction", title, "", note="no tenant set with peaks and solo latencies to predict from")
-    models = [m for m in model_order() if m in set(pred["model"])]
+    models = model_order(pred["model"])
     colors = _colors(models)
     with _style():
         fig, ax = plt.subplots(figsize=(6.5, 5.5))

@@ -106,6 +106,25 @@ class EngineConfig(Strict):
 
 
 MODEL_FIELDS = ("model", "size", "dtype", "weights", "seed")
+# Architectures (transformers model_type) our engine has kernels for: serving/models FAMILIES.
+SERVED_FAMILIES = ("gpt2", "llama", "mistral", "qwen2", "qwen3")
+
+
+def model_problem(model: str, size: str, engine: str) -> Optional[str]:
+    """Why this model cannot be served, or None: an encoder, a folder model asked for `size: tiny`,
+    an architecture our engine (iteration or request) has no kernels for; `hf` runs any decoder.
+    An unknown name raises UnknownModel (a ValueError) saying what was looked for."""
+    from tenancy import models
+
+    spec = models.get(model)
+    if spec.kind != "decoder":
+        return f"{model} is an encoder; serving needs a decoder"
+    if size == "tiny" and spec.path is not None:
+        return f"size: tiny shrinks zoo models only; {model} is a model folder"
+    if engine != "hf" and spec.family not in SERVED_FAMILIES:
+        return (f"the serving engine has no kernels for architecture {spec.family!r} ({model}); "
+                f"supported: {', '.join(SERVED_FAMILIES)} (or engine: hf, transformers' generate)")
+    return None
 
 
 class ServingBlock(EngineConfig):
@@ -128,11 +147,11 @@ class ServingConfig(EngineConfig):
     """A whole `tenancy serve` benchmark: the engine config plus the model it serves. Model
     defaults are the harness's: full size, float16 on a GPU and float32 on a CPU."""
 
-    model: str = Field("llama-3.2-1b", description="a decoder (tenancy models)")
+    model: str = Field("llama-3.2-1b", description="a decoder: zoo name, model folder or cached id (tenancy models)")
     size: Literal["full", "tiny"] = Field("full", description="tiny: same architecture, 2 layers (CPU tests)")
     dtype: Optional[Literal["float32", "float16", "bfloat16"]] = Field(
         None, description="default float16 on a GPU, float32 on a CPU")
-    weights: str = Field("random", description="random, or a local path / cached model id")
+    weights: str = Field("random", description="random, pretrained (the model's own), or a local path / cached model id")
     seed: int = Field(0, ge=0, lt=2**32, description="weights and sampling")
 
     @field_validator("model")
@@ -140,9 +159,16 @@ class ServingConfig(EngineConfig):
     def _known_decoder(cls, model: str) -> str:
         from tenancy import models
 
-        if models.get(model).kind != "decoder":  # get raises UnknownModel (a ValueError) naming the known ones
+        if models.get(model).kind != "decoder":  # get raises UnknownModel (a ValueError) saying what it looked for
             raise ValueError(f"{model} is an encoder; serving needs a decoder")
         return model
+
+    @model_validator(mode="after")
+    def _servable(self) -> "ServingConfig":
+        problem = model_problem(self.model, self.size, self.engine)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     def dtype_on(self, device: str) -> str:
         return self.dtype or ("float16" if device.startswith("cuda") else "float32")

@@ -11,7 +11,8 @@ from torch import nn
 from tenancy.serving.models.gpt2 import GPT2LM
 from tenancy.serving.models.llama import LlamaLM
 
-FAMILIES: dict[str, type[nn.Module]] = {"llama": LlamaLM, "mistral": LlamaLM, "gpt2": GPT2LM}
+FAMILIES: dict[str, type[nn.Module]] = {
+    "llama": LlamaLM, "mistral": LlamaLM, "qwen2": LlamaLM, "qwen3": LlamaLM, "gpt2": GPT2LM}  # config.SERVED_FAMILIES
 
 
 def from_hf(hf_model: nn.Module) -> nn.Module:

@@ -1,6 +1,8 @@
-"""Llama-family decoder (Llama 3.x, Mistral): RMSNorm, RoPE, grouped-query attention, SwiGLU.
+"""Llama-family decoder (Llama 3.x, Mistral, Qwen2, Qwen3): RMSNorm, RoPE, grouped-query
+attention, SwiGLU. Qwen2 adds biases to q/k/v (not o); Qwen3 RMS-normalises each head of q and k
+before RoPE (q_norm, k_norm over head_dim).
 
-Parameter names match transformers' LlamaForCausalLM / MistralForCausalLM, so a state_dict
+Parameter names match transformers' Llama/Mistral/Qwen2/Qwen3ForCausalLM, so a state_dict
 loads with `assign=True` (the tensors are shared, not copied). RoPE frequencies come from
 transformers' own init functions, so the config's scaling (llama3, linear, yarn...) is exact.
 """
@@ -53,16 +55,22 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
         bias = getattr(config, "attention_bias", False)
+        qkv_bias = bias or config.model_type == "qwen2"  # Qwen2 hard-codes q/k/v biases, o has none
         h, d = config.hidden_size, self.head_dim
-        self.q_proj = nn.Linear(h, self.n_heads * d, bias=bias)
-        self.k_proj = nn.Linear(h, self.n_kv * d, bias=bias)
-        self.v_proj = nn.Linear(h, self.n_kv * d, bias=bias)
+        self.q_proj = nn.Linear(h, self.n_heads * d, bias=qkv_bias)
+        self.k_proj = nn.Linear(h, self.n_kv * d, bias=qkv_bias)
+        self.v_proj = nn.Linear(h, self.n_kv * d, bias=qkv_bias)
         self.o_proj = nn.Linear(self.n_heads * d, h, bias=bias)
+        self.qk_norm = config.model_type == "qwen3"
+        if self.qk_norm:
+            self.q_norm, self.k_norm = RMSNorm(d, config.rms_norm_eps), RMSNorm(d, config.rms_norm_eps)
 
     def forward(self, x, cos, sin, kv: tuple[torch.Tensor, torch.Tensor], attn: Backend):
         t, d = x.shape[0], self.head_dim
-        q = apply_rope(self.q_proj(x).view(t, self.n_heads, d), cos, sin)
-        k = apply_rope(self.k_proj(x).view(t, self.n_kv, d), cos, sin)
+        q, k = self.q_proj(x).view(t, self.n_heads, d), self.k_proj(x).view(t, self.n_kv, d)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         v = self.v_proj(x).view(t, self.n_kv, d)
         o = attn(q, k, v, kv[0], kv[1], d ** -0.5)
         return self.o_proj(o.reshape(t, self.n_heads * d))
@@ -92,6 +100,18 @@ class Layer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
+def sliding_window(config) -> int | None:
+    """The window every layer keeps, or None. Qwen's `layer_types` may window only the upper
+    layers: one window for all layers is what the KV pool supports, so a mix is refused."""
+    types = set(getattr(config, "layer_types", None) or [])
+    if "sliding_attention" in types and len(types) > 1:
+        raise NotImplementedError("a mix of sliding-window and full-attention layers is not implemented by the "
+                                  "serving model")
+    if types and "sliding_attention" not in types:
+        return None
+    return getattr(config, "sliding_window", None)
+
+
 class LlamaLM(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -101,7 +121,7 @@ class LlamaLM(nn.Module):
         self.model.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
         self.model.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.sliding_window = getattr(config, "sliding_window", None)
+        self.sliding_window = sliding_window(config)
         attn = self.model.layers[0].self_attn
         self.kv_shape = (config.num_hidden_layers, attn.n_kv, attn.head_dim)
         self.num_heads, self.attn_scale = attn.n_heads, attn.head_dim ** -0.5
