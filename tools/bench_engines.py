@@ -106,7 +106,7 @@ def main() -> None:
                 for system in args.systems.split(","):
                     r = run_one(system, args, req_file, dtype)
                     r["round"] = rnd
-                    print(f"round {rnd} {dtype} {system}: {r.get('elapsed_s', r.get('error'))}", flush=True)
+                    print(json.dumps({k: v for k, v in r.items() if k != "tokens"}), flush=True)  # kept if cut off
                     results.append(r)
     report(args, reqs, results)
 
