@@ -18,7 +18,8 @@ def decoding_engine(args, n: int, prompt_len: int, steps: int, backend: str = "a
     (and `spare` more decode steps left to run)."""
     cfg = ServingConfig(model=args.model, size=args.size, dtype=args.dtype, max_batch_size=n,
                         max_tokens_per_iteration=max(2048, n * prompt_len), block_size=16, attention_backend=backend,
-                        num_blocks=n * (-(-(prompt_len + steps + spare + 3) // 16)), seed=args.seed)
+                        num_blocks=n * (-(-(prompt_len + steps + spare + 3) // 16)), seed=args.seed,
+                        weights=getattr(args, "weights", "random"))
     engine = build_engine(cfg, args.device)
     g = torch.Generator().manual_seed(0)
     for i in range(n):
