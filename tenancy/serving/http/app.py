@@ -125,7 +125,8 @@ async def _pieces(stream: Stream, bridge: EngineThread, tokenizer, stops: list[s
     """(text delta, finish reason or None) as tokens arrive; detokenized incrementally (a piece
     ending in a partial UTF-8 character waits for the next token); a stop string ends the request."""
     ids: list[int] = []
-    sent = ""
+    sent = text = ""
+    hold = max((len(s) for s in stops), default=1) - 1
     try:
         while (new := await stream.out.get()) is not None:
             ids += new
@@ -137,13 +138,16 @@ async def _pieces(stream: Stream, bridge: EngineThread, tokenizer, stops: list[s
                 return
             if text.endswith("\ufffd"):
                 continue
-            yield text[len(sent):], None
-            sent = text
+            ready = text[:len(text) - hold]  # a stop string may still complete over the held chars
+            if len(ready) > len(sent):
+                yield ready[len(sent):], None
+                sent = ready
         seq = stream.seq
+        rest = text[len(sent):] if ids else ""
         if seq.error is not None:
-            yield "", "abort"
+            yield rest, "abort"
         else:
-            yield "", "length" if len(seq.output_ids) >= seq.params.max_tokens else "stop"
+            yield rest, "length" if len(seq.output_ids) >= seq.params.max_tokens else "stop"
     finally:  # the client left (or the stream ended): never leave the request running
         if not stream.seq.done:
             bridge.abort(stream)
