@@ -30,6 +30,11 @@ TINY_LLAMA: dict[str, Any] = dict(
 
 def save_tokenizer(path: str | Path, vocab_size: int) -> None:
     """A byte-level tokenizer of exactly `vocab_size` ids, saved as a fast tokenizer."""
+    byte_tokenizer(vocab_size).save_pretrained(str(path))
+
+
+def byte_tokenizer(vocab_size: int):
+    """The byte-level fast tokenizer of exactly `vocab_size` ids (random-weight models' text)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -41,10 +46,9 @@ def save_tokenizer(path: str | Path, vocab_size: int) -> None:
     tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=[], unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>"
     )
-    fast.save_pretrained(str(path))
 
 
 def build_folder(path: str | Path, config: dict[str, Any], causal: bool = True, seed: int = 0,

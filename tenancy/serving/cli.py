@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, TenancyError
 from tenancy.serving.config import ServingConfig
 
-PREFIX = {"workload": "", "slos": "slo-"}  # nested blocks: their option names' prefix
+PREFIX = {"workload": "", "slos": "slo-", "http": ""}  # nested blocks: their option names' prefix
 
 
 def _click_type(annotation: Any) -> tuple[Any, bool]:
@@ -116,8 +116,9 @@ def _from_scenario(path: Path) -> tuple[dict[str, Any], str]:
     return config_for(serving[0], scenario.seed).model_dump(mode="json"), scenario.device
 
 
-def serve(config: Path | None, out: Path | None, device: str | None, **options: Any) -> None:
-    """Benchmark LLM serving (iteration-level engine or a request-level baseline) on one device."""
+def serve(config: Path | None, out: Path | None, device: str | None, http: bool, **options: Any) -> None:
+    """Benchmark LLM serving (iteration-level engine or a request-level baseline) on one device,
+    or with --http serve the engine as an OpenAI-compatible server."""
     from tenancy import results
     from tenancy.environment import resolve_device
     from tenancy.serving.api import build_engine, engine_info, run_serving, write_run
@@ -127,6 +128,10 @@ def serve(config: Path | None, out: Path | None, device: str | None, **options: 
 
     cfg, file_device = load_config(config, _nest(options))
     device = resolve_device(device or file_device or "auto")
+    if http:
+        from tenancy.serving.http.server import run_server
+
+        return run_server(cfg, device)
     out = results.new_run_dir(out, f"serve-{cfg.engine}-{cfg.model}")
     engine = None
     try:
@@ -164,4 +169,6 @@ serve_command = click.Command(
                          help="Run directory (default results/serve-<engine>-<model>-<time>/)."),
             click.Option(["--device"], type=click.Choice(["auto", "cuda", "cpu"]),
                          help="Default: the scenario's device, else auto."),
+            click.Option(["--http"], is_flag=True, help="Serve the engine over HTTP (OpenAI /v1/completions) "
+                         "instead of running the workload; Ctrl-C or SIGTERM stops it (exit 130)."),
             *config_options()])

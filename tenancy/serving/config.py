@@ -105,6 +105,17 @@ class EngineConfig(Strict):
         return self
 
 
+class HTTPConfig(Strict):
+    """`tenancy serve --http`: where the OpenAI-compatible server listens and what it serves."""
+
+    host: str = Field("127.0.0.1", description="--http: address to listen on")
+    port: int = Field(8000, ge=0, lt=65536, description="--http: port (0: any free one, printed)")
+    served_model_name: Optional[str] = Field(None, description="--http: the model's name in the API; "
+                                             "default the weights path, else the model")
+    max_model_len: Optional[int] = Field(None, ge=2, description="--http: prompt + max_tokens at most; "
+                                         "default min(the model's positions, 4096)")
+
+
 MODEL_FIELDS = ("model", "size", "dtype", "weights", "seed")
 # Architectures (transformers model_type) our engine has kernels for: serving/models FAMILIES.
 SERVED_FAMILIES = ("gpt2", "llama", "mistral", "qwen2", "qwen3")
@@ -153,6 +164,7 @@ class ServingConfig(EngineConfig):
         None, description="default float16 on a GPU, float32 on a CPU")
     weights: str = Field("random", description="random, pretrained (the model's own), or a local path / cached model id")
     seed: int = Field(0, ge=0, lt=2**32, description="weights and sampling")
+    http: HTTPConfig = Field(default_factory=HTTPConfig)
 
     @field_validator("model")
     @classmethod

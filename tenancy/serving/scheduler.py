@@ -75,6 +75,16 @@ class Scheduler:
             return True
         return False
 
+    def abort(self, seq: Sequence, now_ns: int) -> None:
+        """End a request early (a client left, a stop string matched): out of the queues, blocks freed.
+        Under async scheduling its token still in flight is skipped by `commit` (it is done)."""
+        if seq in self.waiting:
+            self.waiting.remove(seq)
+        elif seq in self.running:
+            self.running.remove(seq)
+        self.bm.free(seq)
+        seq.fail("aborted", now_ns)
+
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
 

@@ -1,0 +1,166 @@
+"""The routes: /v1/completions (streamed as server-sent events or whole), /v1/models, /health,
+/metrics. Every bad request is an HTTP 400 with an OpenAI error body; the server goes on."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from tenancy.serving.engine import LLMEngine
+from tenancy.serving.http.bridge import EngineThread, Stream
+from tenancy.serving.http.protocol import (Choice, CompletionRequest, CompletionResponse, ErrorInfo,
+                                           ErrorResponse, ModelCard, ModelList, Usage)
+from tenancy.serving.sequence import SamplingParams
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, param: Optional[str] = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.param, self.status = param, status
+
+
+def error(message: str, param: Optional[str] = None, status: int = 400) -> JSONResponse:
+    kind = {400: "BadRequestError", 404: "NotFoundError"}.get(status, "InternalServerError")
+    body = ErrorResponse(error=ErrorInfo(message=message, type=kind, param=param, code=status))
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def create_app(engine: LLMEngine, tokenizer, model_name: str, max_model_len: int) -> FastAPI:
+    """`tokenizer`: a transformers tokenizer (text in and out) or None (token ids only, text '')."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import asyncio
+
+        app.state.bridge = EngineThread(engine, asyncio.get_running_loop())
+        app.state.bridge.start()
+        yield
+        app.state.bridge.stop()  # after uvicorn closed the connections: the engine thread ends
+
+    app = FastAPI(title="tenancy", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+        return error(f"{'.'.join(loc) or 'body'}: {first.get('msg')}", ".".join(loc) or None)
+
+    @app.exception_handler(BadRequest)
+    async def bad(_: Request, exc: BadRequest) -> JSONResponse:
+        return error(str(exc), exc.param, exc.status)
+
+    @app.get("/health")
+    async def health() -> PlainTextResponse:
+        return PlainTextResponse("")
+
+    @app.get("/v1/models")
+    async def models() -> ModelList:
+        return ModelList(data=[ModelCard(id=model_name, max_model_len=max_model_len)])
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> PlainTextResponse:
+        s = request.app.state.bridge.stats
+        rows = [("num_requests_running", "gauge", "requests in the running batch", s.running),
+                ("num_requests_waiting", "gauge", "requests queued for admission", s.waiting),
+                ("kv_cache_usage_perc", "gauge", "fraction of KV cache blocks in use", s.kv_usage),
+                ("iterations_total", "counter", "engine iterations", s.iterations),
+                ("generation_tokens_total", "counter", "output tokens sent", s.generation_tokens),
+                ("request_success_total", "counter", "requests ended", s.finished)]
+        text = "".join(f"# HELP tenancy:{n} {h}\n# TYPE tenancy:{n} {t}\ntenancy:{n}{{model_name=\"{model_name}\"}} {v}\n"
+                       for n, t, h, v in rows)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    def tokens_of(req: CompletionRequest) -> list[int]:
+        try:
+            prompt = req.prompts()
+        except ValueError as e:
+            raise BadRequest(str(e), "prompt") from None
+        if isinstance(prompt, str):
+            if tokenizer is None:
+                raise BadRequest("this model has no tokenizer: send the prompt as token ids", "prompt")
+            prompt = tokenizer.encode(prompt, add_special_tokens=False)
+        if not prompt:
+            raise BadRequest("the prompt is empty", "prompt")
+        bad_ids = [t for t in prompt if not 0 <= t < engine.vocab_size]
+        if bad_ids:
+            raise BadRequest(f"token id {bad_ids[0]} is out of vocabulary (size {engine.vocab_size})", "prompt")
+        return prompt
+
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest, request: Request):
+        if req.model is not None and req.model != model_name:
+            raise BadRequest(f"The model `{req.model}` does not exist.", "model", 404)
+        prompt = tokens_of(req)
+        if len(prompt) + req.max_tokens > max_model_len:
+            raise BadRequest(f"This model's maximum context length is {max_model_len} tokens. However, you "
+                             f"requested {len(prompt) + req.max_tokens} tokens ({len(prompt)} in the prompt, "
+                             f"{req.max_tokens} in the completion).", "max_tokens")
+        cfg = engine.cfg
+        params = SamplingParams(req.max_tokens, cfg.temperature if req.temperature is None else req.temperature,
+                                cfg.top_p if req.top_p is None else req.top_p,
+                                cfg.top_k if req.top_k is None else max(req.top_k, 0), req.seed, req.ignore_eos)
+        bridge: EngineThread = request.app.state.bridge
+        stream = bridge.submit(prompt, params)
+        pieces = _pieces(stream, bridge, tokenizer, req.stops())
+        head = CompletionResponse(model=model_name, choices=[])
+        if req.stream:
+            include = bool(req.stream_options and req.stream_options.include_usage)
+            return StreamingResponse(_sse(pieces, stream, head, len(prompt), include), media_type="text/event-stream")
+        text, reason = "", None
+        async for piece, reason in pieces:
+            text += piece
+        if stream.seq.error not in (None, "aborted"):
+            raise BadRequest(stream.seq.error, "prompt")
+        n = stream.sent
+        head.choices, head.usage = [Choice(text=text, finish_reason=reason)], Usage(
+            prompt_tokens=len(prompt), completion_tokens=n, total_tokens=len(prompt) + n)
+        return head
+
+    return app
+
+
+async def _pieces(stream: Stream, bridge: EngineThread, tokenizer, stops: list[str]) -> AsyncIterator[tuple[str, Optional[str]]]:
+    """(text delta, finish reason or None) as tokens arrive; detokenized incrementally (a piece
+    ending in a partial UTF-8 character waits for the next token); a stop string ends the request."""
+    ids: list[int] = []
+    sent = text = ""
+    hold = max((len(s) for s in stops), default=1) - 1
+    try:
+        while (new := await stream.out.get()) is not None:
+            ids += new
+            text = tokenizer.decode(ids, skip_special_tokens=True) if tokenizer is not None else ""
+            hit = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+            if hit >= 0:
+                bridge.abort(stream)
+                yield text[len(sent):hit], "stop"
+                return
+            if text.endswith("\ufffd"):
+                continue
+            ready = text[:len(text) - hold]  # a stop string may still complete over the held chars
+            if len(ready) > len(sent):
+                yield ready[len(sent):], None
+                sent = ready
+        seq = stream.seq
+        rest = text[len(sent):] if ids else ""
+        if seq.error is not None:
+            yield rest, "abort"
+        else:
+            yield rest, "length" if len(seq.output_ids) >= seq.params.max_tokens else "stop"
+    finally:  # the client left (or the stream ended): never leave the request running
+        if not stream.seq.done:
+            bridge.abort(stream)
+
+
+async def _sse(pieces, stream: Stream, head: CompletionResponse, prompt_len: int,
+               include_usage: bool) -> AsyncIterator[str]:
+    """`data: {chunk}` per piece, the usage chunk (no choices) if asked, then `data: [DONE]`."""
+    async for text, reason in pieces:
+        chunk = head.model_copy(update={"choices": [Choice(text=text, finish_reason=reason)]})
+        yield f"data: {chunk.model_dump_json()}\n\n"
+    if include_usage:
+        n = stream.sent
+        usage = Usage(prompt_tokens=prompt_len, completion_tokens=n, total_tokens=prompt_len + n)
+        yield f"data: {head.model_copy(update={'usage': usage}).model_dump_json()}\n\n"
+    yield "data: [DONE]\n\n"
