@@ -122,13 +122,15 @@ def models_cmd(names: tuple[str, ...]) -> None:
     numeric = ("params", "fp16 weights", "tiny params", "positions")
     for col in ("model", "kind", "family", *numeric, "hub id / folder"):
         table.add_column(col, justify="right" if col in numeric else "left")
-    for spec in [*models.ZOO.values(), *extra]:
+    specs = [*models.ZOO.values(), *extra]
+    for spec in specs:
         n = models.count_params(spec.name)
         tiny = "-" if spec.path else f"{models.count_params(spec.name, 'tiny') / 1e3:,.0f} k"
         table.add_row(spec.name, spec.kind, spec.family, f"{n / 1e6:,.1f} M",
                       f"{n * models.DTYPE_BYTES['float16'] / 2**30:.2f} GiB", tiny, f"{spec.max_positions:,}",
                       spec.path or spec.hub_id)
-    Console(width=200).print(table)
+    longest = max(len(str(s.path or s.hub_id)) for s in specs)
+    Console(width=max(200, 120 + longest)).print(table)  # a folder's path is never cut short
 
 
 class _progress:

