@@ -188,3 +188,21 @@ def test_port_in_use_is_one_line_exit_2():
                         "--size", "tiny"], env=env, capture_output=True, text=True, timeout=120)
     sock.close()
     assert r.returncode == 2 and r.stderr.strip().startswith("error: cannot listen on"), r.stderr
+
+
+def test_an_engine_that_dies_fails_its_requests_and_health_says_so():
+    """A crash in the engine thread (say, out of memory) must not leave clients waiting forever."""
+    from fastapi.testclient import TestClient
+
+    cfg = ServingConfig(model="llama-3.2-1b", size="tiny", num_blocks=64)
+    engine = LLMEngine(models.build(cfg.model, "tiny"), cfg, max_seq_len=MAX_LEN)
+
+    def step():
+        raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
+    engine.step = step
+    with TestClient(create_app(engine, byte_tokenizer(engine.vocab_size), NAME, MAX_LEN)) as client:
+        r = client.post("/v1/completions", json={"prompt": [5, 6], "max_tokens": 4})
+        assert r.status_code == 500 and "out of memory" in r.json()["error"]["message"], r.text
+        assert client.get("/health").status_code == 500
+        again = client.post("/v1/completions", json={"prompt": [5], "max_tokens": 1, "stream": True})
+        assert again.status_code == 500 and again.json()["error"]["type"] == "InternalServerError"

@@ -52,8 +52,9 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, max_model_len: int
         return error(str(exc), exc.param, exc.status)
 
     @app.get("/health")
-    async def health() -> PlainTextResponse:
-        return PlainTextResponse("")
+    async def health(request: Request):
+        failed = request.app.state.bridge.error
+        return error(failed, status=500) if failed else PlainTextResponse("")
 
     @app.get("/v1/models")
     async def models() -> ModelList:
@@ -102,7 +103,10 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, max_model_len: int
                                 cfg.top_p if req.top_p is None else req.top_p,
                                 cfg.top_k if req.top_k is None else max(req.top_k, 0), req.seed, req.ignore_eos)
         bridge: EngineThread = request.app.state.bridge
-        stream = bridge.submit(prompt, params)
+        try:
+            stream = bridge.submit(prompt, params)
+        except RuntimeError as e:  # the engine thread died: every request after it is a 500
+            raise BadRequest(str(e), None, 500) from None
         pieces = _pieces(stream, bridge, tokenizer, req.stops())
         head = CompletionResponse(model=model_name, choices=[])
         if req.stream:
@@ -111,6 +115,8 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, max_model_len: int
         text, reason = "", None
         async for piece, reason in pieces:
             text += piece
+        if bridge.error is not None:
+            raise BadRequest(bridge.error, None, 500)
         if stream.seq.error not in (None, "aborted"):
             raise BadRequest(stream.seq.error, "prompt")
         n = stream.sent

@@ -42,6 +42,7 @@ class EngineThread:
         self.stats = Stats()
         self.ids = itertools.count()
         self.stopping = False
+        self.error: str | None = None  # set once the engine thread has died
         self.generation_tokens = self.finished = 0
         self.thread = threading.Thread(target=self._run, name="tenancy-engine", daemon=True)
 
@@ -54,6 +55,8 @@ class EngineThread:
         self.thread.join(timeout=30)
 
     def submit(self, prompt: list[int], params: SamplingParams) -> Stream:
+        if self.error is not None:
+            raise RuntimeError(self.error)
         seq = Sequence(next(self.ids), prompt, params, time.perf_counter_ns(), self.engine.eos_ids)
         stream = Stream(seq, asyncio.Queue())
         self.inbox.put(("add", stream))
@@ -94,6 +97,14 @@ class EngineThread:
             del self.streams[seq.id]
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as e:  # the engine died (e.g. out of memory): fail every request, say why
+            self.error = f"the engine failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            self._drain(block=False)  # requests already queued end too
+            self._end_all(self.error)
+
+    def _loop(self) -> None:
         engine = self.engine
         while not self.stopping:
             self._drain(block=not engine.has_work())
@@ -104,10 +115,13 @@ class EngineThread:
             for stream in list(self.streams.values()):
                 self._publish(stream)
             self._update_stats(count=False)  # and the tokens/requests just sent
+        self._end_all("server shutting down")
+
+    def _end_all(self, reason: str) -> None:
         now = time.perf_counter_ns()
-        for stream in list(self.streams.values()):  # shutting down: end every request
+        for stream in list(self.streams.values()):
             if not stream.seq.done:
-                stream.seq.fail("server shutting down", now)
+                stream.seq.fail(reason, now)
             self._publish(stream)
 
     def _update_stats(self, count: bool = True) -> None:
