@@ -16,7 +16,9 @@ from tenancy.serving.http.protocol import (Choice, CompletionRequest, Completion
 from tenancy.serving.sequence import SamplingParams
 
 
-class BadRequest(Exception):
+class APIError(Exception):
+    """An OpenAI-style error reply: 400 for a bad request, 404 for an unknown model, 500 when the engine died."""
+
     def __init__(self, message: str, param: Optional[str] = None, status: int = 400) -> None:
         super().__init__(message)
         self.param, self.status = param, status
@@ -47,8 +49,8 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, max_model_len: int
         loc = [str(x) for x in first.get("loc", ()) if x != "body"]
         return error(f"{'.'.join(loc) or 'body'}: {first.get('msg')}", ".".join(loc) or None)
 
-    @app.exception_handler(BadRequest)
-    async def bad(_: Request, exc: BadRequest) -> JSONResponse:
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, exc: APIError) -> JSONResponse:
         return error(str(exc), exc.param, exc.status)
 
     @app.get("/health")
@@ -77,25 +79,25 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, max_model_len: int
         try:
             prompt = req.prompts()
         except ValueError as e:
-            raise BadRequest(str(e), "prompt") from None
+            raise APIError(str(e), "prompt") from None
         if isinstance(prompt, str):
             if tokenizer is None:
-                raise BadRequest("this model has no tokenizer: send the prompt as token ids", "prompt")
+                raise APIError("this model has no tokenizer: send the prompt as token ids", "prompt")
             prompt = tokenizer.encode(prompt, add_special_tokens=False)
         if not prompt:
-            raise BadRequest("the prompt is empty", "prompt")
+            raise APIError("the prompt is empty", "prompt")
         bad_ids = [t for t in prompt if not 0 <= t < engine.vocab_size]
         if bad_ids:
-            raise BadRequest(f"token id {bad_ids[0]} is out of vocabulary (size {engine.vocab_size})", "prompt")
+            raise APIError(f"token id {bad_ids[0]} is out of vocabulary (size {engine.vocab_size})", "prompt")
         return prompt
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request):
         if req.model is not None and req.model != model_name:
-            raise BadRequest(f"The model `{req.model}` does not exist.", "model", 404)
+            raise APIError(f"The model `{req.model}` does not exist.", "model", 404)
         prompt = tokens_of(req)
         if len(prompt) + req.max_tokens > max_model_len:
-            raise BadRequest(f"This model's maximum context length is {max_model_len} tokens. However, you "
+            raise APIError(f"This model's maximum context length is {max_model_len} tokens. However, you "
                              f"requested {len(prompt) + req.max_tokens} tokens ({len(prompt)} in the prompt, "
                              f"{req.max_tokens} in the completion).", "max_tokens")
         cfg = engine.cfg
@@ -106,7 +108,7 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, max_model_len: int
         try:
             stream = bridge.submit(prompt, params)
         except RuntimeError as e:  # the engine thread died: every request after it is a 500
-            raise BadRequest(str(e), None, 500) from None
+            raise APIError(str(e), None, 500) from None
         pieces = _pieces(stream, bridge, tokenizer, req.stops())
         head = CompletionResponse(model=model_name, choices=[])
         if req.stream:
@@ -116,9 +118,9 @@ def create_app(engine: LLMEngine, tokenizer, model_name: str, max_model_len: int
         async for piece, reason in pieces:
             text += piece
         if bridge.error is not None:
-            raise BadRequest(bridge.error, None, 500)
+            raise APIError(bridge.error, None, 500)
         if stream.seq.error not in (None, "aborted"):
-            raise BadRequest(stream.seq.error, "prompt")
+            raise APIError(stream.seq.error, "prompt")
         n = stream.sent
         head.choices, head.usage = [Choice(text=text, finish_reason=reason)], Usage(
             prompt_tokens=len(prompt), completion_tokens=n, total_tokens=len(prompt) + n)
