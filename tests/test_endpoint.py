@@ -180,3 +180,45 @@ def test_streams_mode_refuses_endpoint_tenants():
     with pytest.raises(TenancyError, match="streams mode"):
         parse_scenario({"name": "s", "sharing": "streams", "tenants": [
             {"name": "t", "model": "llama-3.2-1b", "size": "tiny", "task": "endpoint", "endpoint": {"command": ["x"]}}]})
+
+
+@pytest.mark.slow
+def test_a_stopped_run_ends_every_server_group(tmp_path):
+    """Ctrl-C and SIGHUP to the terminal's group, SIGTERM to the command: exit 130, status
+    interrupted, and neither the command's group nor any server's group has a process left."""
+    import signal
+    import subprocess
+
+    stops = {"SIGINT": (signal.SIGINT, True), "SIGTERM": (signal.SIGTERM, False), "SIGHUP": (signal.SIGHUP, True)}
+    procs = {}
+    for stop in stops:
+        work = tmp_path / stop
+        work.mkdir()
+        t = endpoint_tenant("a", pid_file=work / "pids")
+        t["endpoint"]["workload"] = {**WORKLOAD, "rate": 5, "num_requests": 100000}
+        log = (work / "stderr.log").open("w")
+        procs[stop] = subprocess.Popen([sys.executable, "-m", "tenancy", "run", str(scenario(work, t)), "--out",
+                                        str(work / "out")], stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        for stop, proc in procs.items():
+            log = tmp_path / stop / "stderr.log"
+            while "measuring" not in log.read_text():
+                assert time.monotonic() < deadline and proc.poll() is None, f"{stop}: {log.read_text()}"
+                time.sleep(0.2)
+            time.sleep(1)
+            sig, to_group = stops[stop]
+            os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
+        for proc in procs.values():
+            proc.wait(timeout=120)
+    finally:  # a failed test must not leave its runs going
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+    for stop, proc in procs.items():
+        err = (tmp_path / stop / "stderr.log").read_text()
+        assert proc.returncode == 130 and "Traceback" not in err, f"{stop}: {err}"
+        assert leftovers(tmp_path / stop / "pids") == [], stop
+        manifest = json.loads((tmp_path / stop / "out" / "manifest.json").read_text())
+        assert manifest["status"] == "interrupted", stop

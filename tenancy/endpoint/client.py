@@ -71,22 +71,32 @@ async def _one(session, url: str, model: Optional[str], spec: RequestSpec, arriv
 
 async def drive(url: str, model: Optional[str], specs: list[RequestSpec], t0_ns: int,
                 concurrency: Optional[int] = None, stop: Callable[[], bool] = lambda: False,
-                check: Callable[[], None] = lambda: None) -> list[dict]:
+                check: Callable[[], None] = lambda: None,
+                progress: Callable[[int], None] = lambda n: None) -> list[dict]:
     """Send `specs` at t0_ns + arrival_s (perf_counter_ns clock), or keep `concurrency` in flight
     (closed loop: arrival = release). `stop()` true: send no more and drop what is in flight;
-    `check()` raises when the server died. Returns the rows of the requests that ended."""
+    `check()` raises when the server died; `progress(n)` hears how many have ended, every
+    POLL_S. Returns the rows of the requests that ended."""
     import aiohttp
 
     clock = lambda: (time.perf_counter_ns() - t0_ns) / 1e9  # noqa: E731
     gate = asyncio.Semaphore(concurrency) if concurrency else None
     tasks: set[asyncio.Task] = set()
     rows: list[dict] = []
+    ended = [0]
+
+    def watch() -> None:
+        check()
+        n = sum(t.done() for t in tasks)
+        if n != ended[0]:
+            ended[0] = n
+            progress(n)
 
     async def wait_until(t: float) -> bool:
         while (left := t - clock()) > 0:
             if stop():
                 return False
-            check()
+            watch()
             await asyncio.sleep(min(left, POLL_S))
         return not stop()
 
@@ -102,7 +112,7 @@ async def drive(url: str, model: Optional[str], specs: list[RequestSpec], t0_ns:
         try:
             for spec in sorted(specs, key=lambda s: (s.arrival_s or 0.0, s.id)):
                 if gate:
-                    if not await _slot(gate, stop, check):
+                    if not await _slot(gate, stop, watch):
                         break
                     arrival = clock()
                 elif not await wait_until(spec.arrival_s):
@@ -112,7 +122,7 @@ async def drive(url: str, model: Optional[str], specs: list[RequestSpec], t0_ns:
                 tasks.add(asyncio.create_task(released(spec, arrival)))
             pending = set(tasks)
             while pending and not stop():
-                check()
+                watch()
                 _, pending = await asyncio.wait(pending, timeout=POLL_S)
         finally:
             for t in tasks:

@@ -79,8 +79,10 @@ def measure(task: EndpointTask, sync, job, cols: dict[str, list], progress=None)
     go = not sync.aborted()
     while go:
         start = time.perf_counter_ns()
+        before = len(cols["iteration"])
+        tick = (lambda n: progress(before + n)) if progress else (lambda n: None)
         rows = asyncio.run(drive(task.server.url, task.model, task.specs, start, task.concurrency,
-                                 sync.aborted, task.server.check_alive))
+                                 sync.aborted, task.server.check_alive, tick))
         done = [r for r in rows if r["status"] == "finished"]
         if rows and not done:
             raise EndpointError(f"endpoint {task.server.name}: all {len(rows)} requests failed, "
