@@ -22,7 +22,7 @@ OVERLAP_WARN = 0.90
 MIN_WINDOW_SAMPLES = 10
 GROUP = ["phase", "tenant", "copy"]
 WINDOW_SHARE = 0.9
-OPEN_LOOP = "serve"  # the task whose samples are requests of an open-loop workload
+OPEN_LOOP = ("serve", "endpoint")  # the tasks whose samples are requests of an open-loop workload
 SUMMARY_COLUMNS = ["phase", "tenant", "copy", "model", "task", "config", "n", "n_repeats", "mean_ms", "p50_ms",
                    "p90_ms", "p99_ms", "std_ms", "cv", "iqr_over_median", "items_per_s", "tokens_per_s", "prefill_ms",
                    "decode_ms_per_token", "host_share", "slowdown", "slowdown_ci_low", "slowdown_ci_high", "verdict",
@@ -55,7 +55,7 @@ def mark_window(df: pd.DataFrame, close_ns: int | None = None) -> pd.DataFrame:
     if close_ns is not None and close_ns <= end:
         by_share &= df["end_ns"] <= close_ns
     arrived = (df["start_ns"] >= start) & (df["start_ns"] < end)
-    df["in_window"] = np.where(df["task"] == OPEN_LOOP, arrived | by_share, by_share) & (end > start)
+    df["in_window"] = np.where(df["task"].isin(OPEN_LOOP), arrived | by_share, by_share) & (end > start)
     return df
 
 
@@ -83,10 +83,10 @@ def _distribution(g: pd.DataFrame) -> dict[str, Any]:
            "host_share": g["host_ms"].mean() / ((g["end_ns"] - g["start_ns"]).mean() / 1e6)}
     if first["task"] == "generate":
         row["tokens_per_s"] = first["batch"] * first["new_tokens"] * 1000.0 / mean
-    if first["task"] in ("generate", OPEN_LOOP):  # serve: prefill_ms is TTFT, decode is TPOT
+    if first["task"] in ("generate", *OPEN_LOOP):  # serve: prefill_ms is TTFT, decode is TPOT
         row["prefill_ms"] = float(g["prefill_ms"].mean())
         row["decode_ms_per_token"] = float(g["decode_ms_per_token"].mean())
-    if first["task"] == OPEN_LOOP:  # a request is the item; its rate is what the server achieved
+    if first["task"] in OPEN_LOOP:  # a request is the item; its rate is what the server achieved
         spans = g.groupby("repeat").apply(lambda r: (r["end_ns"].max() - r["start_ns"].min()) / 1e9,
                                           include_groups=False)
         row["items_per_s"] = len(g) / spans.sum() if spans.sum() > 0 else np.nan
@@ -223,7 +223,7 @@ def colocation_metrics(samples: pd.DataFrame, reps: pd.DataFrame, orders: dict[i
     """STP, ANTT, Jain and min/max fairness over the closed-loop shared tenant copies: per repeat,
     then their mean with an interval. Serving tenants are left out (their E2E is queueing under an
     open-loop load, not progress) and report their own slowdowns."""
-    closed = reps[reps["task"] != OPEN_LOOP]
+    closed = reps[~reps["task"].isin(OPEN_LOOP)]
     tenants = list(dict.fromkeys(zip(closed["tenant"], closed["copy"])))
     out = _empty_colocation()
     per: list[dict[str, Any]] = []
@@ -253,11 +253,11 @@ def colocation_metrics(samples: pd.DataFrame, reps: pd.DataFrame, orders: dict[i
 def serving_slowdowns(summary: pd.DataFrame, samples: pd.DataFrame) -> list[dict[str, float]]:
     """For each shared serving tenant: the slowdown of every latency metric against its solo run
     (per repeat against that repeat's solo run, then averaged), and its throughput ratio."""
-    if summary.empty or (summary["task"] != OPEN_LOOP).all():
+    if summary.empty or (~summary["task"].isin(OPEN_LOOP)).all():
         return []
-    win = samples[samples["in_window"] & (samples["task"] == OPEN_LOOP)]
+    win = samples[samples["in_window"] & samples["task"].isin(OPEN_LOOP)]
     out = []
-    for r in summary[(summary["phase"] == "shared") & (summary["task"] == OPEN_LOOP)].itertuples():
+    for r in summary[(summary["phase"] == "shared") & summary["task"].isin(OPEN_LOOP)].itertuples():
         ratios: dict[str, list[float]] = {}
         for rep, g in win.groupby("repeat"):
             sh = g[(g["phase"] == "shared") & (g["tenant"] == r.tenant) & (g["copy"] == r.copy)]

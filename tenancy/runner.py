@@ -87,7 +87,8 @@ class Runner:
         s = self.scenario
         return [Job(tenant=t.model_dump(), copy=c, phase=phase, repeat=repeat, device=s.device,
                     iterations=s.iterations, warmup=s.warmup, min_duration_s=s.min_duration_s,
-                    threads=t.threads or self.manifest["threads_per_tenant"], seed=s.seed, env=env(t))
+                    threads=t.threads or self.manifest["threads_per_tenant"], seed=s.seed, env=env(t),
+                    out_dir=str(self.run_dir))
                 for t, c in instances]
 
     def run(self) -> int:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from tenancy import models
 from tenancy.autoscale.config import AutoscaleConfig, check_scenario
+from tenancy.endpoint.config import EndpointConfig
 from tenancy.errors import TenancyError
 from tenancy.serving.config import ServingBlock, model_problem
 from tenancy.validation import Closed, Strict, no_bool_as_number, validate
@@ -62,7 +63,7 @@ _MOVED = {"mps_default_thread_percentage": "default_thread_percentage", "mps_exc
 class Tenant(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     model: str
-    task: Optional[Literal["forward", "generate", "serve"]] = None  # default: encoder forward, decoder generate
+    task: Optional[Literal["forward", "generate", "serve", "endpoint"]] = None  # default: encoder forward, decoder generate
     batch: int = Field(8, gt=0)
     seq: int = Field(128, gt=0)
     dtype: Optional[DType] = None  # default: float16 on a GPU, float32 on a CPU
@@ -73,6 +74,8 @@ class Tenant(Strict):
     threads: Optional[int] = Field(None, gt=0, description="torch CPU threads for this tenant")
     mps: TenantMps = Field(default_factory=TenantMps)
     serving: Optional[ServingBlock] = Field(None, description="task serve: the serving engine's config")
+    endpoint: Optional[EndpointConfig] = Field(None, description="task endpoint: the server to start and its load "
+                                               "(`model` names what it serves: prompts use its vocabulary)")
 
     @field_validator("model")
     @classmethod
@@ -85,12 +88,12 @@ class Tenant(Strict):
         spec = models.get(self.model)
         if self.task is None:
             self.task = "generate" if spec.kind == "decoder" else "forward"
-        if self.task in ("generate", "serve") and spec.kind == "encoder":
+        if self.task in ("generate", "serve", "endpoint") and spec.kind == "encoder":
             raise ValueError(f"task '{self.task}' needs a decoder; {self.model} is an encoder")
         if self.size == "tiny" and spec.path is not None:
             raise ValueError(f"size: tiny shrinks zoo models only; {self.model} is a model folder")
         tokens = self.seq + (self.new_tokens if self.task == "generate" else 0)
-        if self.task != "serve" and tokens > spec.max_positions:
+        if self.task not in ("serve", "endpoint") and tokens > spec.max_positions:
             what = f"seq {self.seq} + new_tokens {self.new_tokens}" if self.task == "generate" else f"seq {self.seq}"
             raise ValueError(f"{what} = {tokens} tokens, beyond {self.model}'s {spec.max_positions} positions")
         problem = models.weights_problem(self.weights, spec)
@@ -104,6 +107,10 @@ class Tenant(Strict):
                 raise ValueError(problem)
         elif self.serving is not None:
             raise ValueError("a serving block needs task: serve")
+        if self.task == "endpoint" and self.endpoint is None:
+            raise ValueError("task endpoint needs an endpoint block with the server's command")
+        if self.task != "endpoint" and self.endpoint is not None:
+            raise ValueError("an endpoint block needs task: endpoint")
         return self
 
     def config_key(self) -> str:
@@ -122,6 +129,9 @@ def work_key(tenant: dict) -> str:
     if t.get("task") == "serve":
         blob = json.dumps(t.get("serving") or {}, sort_keys=True, default=str).encode()
         parts.append("serving-" + hashlib.sha1(blob).hexdigest()[:8])
+    if t.get("task") == "endpoint":
+        blob = json.dumps(t.get("endpoint") or {}, sort_keys=True, default=str).encode()
+        parts.append("endpoint-" + hashlib.sha1(blob).hexdigest()[:8])
     if t.get("weights", "random") != "random":
         parts.append(t["weights"])
     return "/".join(str(p) for p in parts)
@@ -141,6 +151,13 @@ class Scenario(Strict):
     monitor_interval_ms: int = Field(50, ge=0, description="NVML sampling period on a GPU; 0 turns the monitor off")
     tenants: list[Tenant] = Field(min_length=1)
     autoscale: Optional[AutoscaleConfig] = Field(None, description="`tenancy scale`: tenancy/autoscale/config.py")
+
+    @model_validator(mode="after")
+    def _endpoints_are_processes(self) -> "Scenario":
+        if self.mode == "streams" and any(t.task == "endpoint" for t in self.tenants):
+            raise ValueError("endpoint tenants are server processes; streams mode runs tenants as threads of one "
+                             "process: use timeslice or mps")
+        return self
 
     @model_validator(mode="after")
     def _autoscale(self) -> "Scenario":

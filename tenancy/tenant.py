@@ -36,6 +36,7 @@ class Job:
     seed: int
     env: dict[str, str | None] = field(default_factory=dict)  # None: variable removed
     slot: int = 0  # position in its launch (set by the launcher): its done flag
+    out_dir: str = ""  # the run directory (an endpoint tenant's server log goes there)
 
     @property
     def key(self) -> str:
@@ -111,6 +112,17 @@ def run_tenant(job: Job, sync, queue, load_lock=None) -> None:
                 serving.measure(task, sync, job, cols, progress)
             finally:  # the engine issues and waits in one loop: no host share per request
                 cols["host_ms"] = [float("nan")] * len(cols["iteration"])
+        elif tenant.task == "endpoint":  # a real engine's server, started by this process
+            from tenancy.endpoint import tenant as endpoint
+
+            cols["requests"] = []
+            queue.put(("status", key, "starting server"))
+            with endpoint.started(tenant, job, sync) as task:
+                queue.put(("ready", key, task.server.pid))  # the server is the GPU's client (MPS check)
+                try:
+                    endpoint.measure(task, sync, job, cols, progress)
+                finally:  # the client only waits: no host share per request
+                    cols["host_ms"] = [float("nan")] * len(cols["iteration"])
         else:
             from tenancy.tasks import build_task
             from tenancy.timer import make_timer

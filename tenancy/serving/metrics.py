@@ -27,6 +27,14 @@ from tenancy.serving.sequence import Sequence, Status
 PERCENTILES = (50, 90, 99)
 
 
+def latencies(arrival_s: float, first_s: float, finish_s: float, output_len: int) -> dict[str, float]:
+    """ttft_ms, tpot_ms, e2e_ms of one request from its times (seconds on one clock); also what
+    an endpoint tenant (tenancy/endpoint) computes, from the request's scheduled arrival."""
+    ttft, e2e = (first_s - arrival_s) * 1e3, (finish_s - arrival_s) * 1e3
+    return {"ttft_ms": ttft, "tpot_ms": (e2e - ttft) / (output_len - 1) if output_len > 1 else math.nan,
+            "e2e_ms": e2e}
+
+
 def to_frame(seqs: Iterable[Sequence], t0_ns: int, engine: str, tokens: bool = False) -> pd.DataFrame:
     def s(ns: Optional[int]) -> float:
         return math.nan if ns is None else (ns - t0_ns) / 1e9
@@ -36,13 +44,11 @@ def to_frame(seqs: Iterable[Sequence], t0_ns: int, engine: str, tokens: bool = F
         times = [(t - t0_ns) / 1e9 for t in q.token_ns]
         arrival, first, finish = s(q.arrival_ns), (times[0] if times else math.nan), s(q.finish_ns)
         n = len(times)
-        ttft, e2e = (first - arrival) * 1e3, (finish - arrival) * 1e3
         rows.append(dict(
             request_id=q.id, engine=engine, status=q.status.value, error=q.error,
             input_len=q.prompt_len, output_len=n, max_new_tokens=q.max_new_tokens,
             arrival_s=arrival, admitted_s=s(q.admitted_ns), first_token_s=first, finish_s=finish,
-            queue_ms=(s(q.admitted_ns) - arrival) * 1e3, ttft_ms=ttft,
-            tpot_ms=(e2e - ttft) / (n - 1) if n > 1 else math.nan, e2e_ms=e2e,
+            queue_ms=(s(q.admitted_ns) - arrival) * 1e3, **latencies(arrival, first, finish, n),
             num_preemptions=q.num_preemptions, token_times_s=times,
             **({"output_token_ids": q.output_ids} if tokens else {}),
         ))

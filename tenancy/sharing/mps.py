@@ -104,6 +104,9 @@ class MpsMode(SharingMode):
         record["servers"] = servers
         record["clients"] = {str(s): c for s, c in clients.items()}
         attached = {p for c in clients.values() for p in c}
+        # an endpoint tenant reports its server's pid, its group's id: an engine whose CUDA
+        # client is a worker of that group (vLLM's EngineCore) is attached through the worker
+        attached |= {g for g in map(_pgid, attached) if g is not None}
         missing = {key: pid for key, pid in pids.items() if pid not in attached}
         record["missing"] = missing
         if missing:
@@ -162,3 +165,10 @@ class ComputeMode:
             result["restored"] = False
             result["restore_error"] = str(err)
         return result
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
