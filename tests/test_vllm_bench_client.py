@@ -5,13 +5,13 @@ Skips where the venv is missing, except under CI, which installs it and sets TEN
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import vllm_python
 from tenancy.hf_folder import TINY_LLAMA, build_folder
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -20,16 +20,8 @@ VLLM = ROOT / "tools" / "vllm_cpu.sh"
 PROMPTS, OUTPUT_LEN = 12, 16
 
 
-def require_vllm() -> None:
-    if subprocess.run([str(VLLM), "path"], capture_output=True).returncode != 0:
-        why = "vLLM's CPU build is not installed (tools/vllm_cpu.sh install)"
-        if os.environ.get("TENANCY_REQUIRE_ENGINE"):
-            pytest.fail(f"TENANCY_REQUIRE_ENGINE is set but {why}")
-        pytest.skip(why)
-
-
 def test_vllm_bench_serve_drives_our_openai_server(tmp_path):
-    require_vllm()
+    vllm_python()
     folder = build_folder(tmp_path / "llama", TINY_LLAMA)
     server = subprocess.Popen([sys.executable, "-m", "tenancy.cli", "serve", "--http", "--port", "0",
                                "--weights", str(folder), "--num-blocks", "256"],

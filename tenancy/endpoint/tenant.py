@@ -1,6 +1,7 @@
 """An endpoint tenant's life inside its tenant process: start the server (it inherits the
 process's environment, so MPS limits and CUDA_VISIBLE_DEVICES apply to it), wait until it is
-ready, drive it through the workload, always end its process group.
+ready, send the scenario's `warmup` as requests, drive it through the workload, always end
+its process group.
 
 Its samples are requests, as for `task: serve` (tenancy/serving/tenant.py): latency = E2E,
 prefill_ms = TTFT, decode_ms_per_token = TPOT, start/end = scheduled arrival/finish on the host
@@ -71,8 +72,23 @@ def _raise_on_term(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def warm_up(task: EndpointTask, sync, n: int) -> None:
+    """The scenario's `warmup`, as requests: the workload's first n, one at a time, before the
+    barrier and never measured (a fresh server's first requests pay for lazy compilation and
+    allocation, as `vllm bench serve --num-warmups` knows)."""
+    specs = task.specs[:n]
+    if not specs:
+        return
+    rows = asyncio.run(drive(task.server.url, task.model, specs, time.perf_counter_ns(), 1, sync.aborted,
+                             task.server.check_alive))
+    if rows and not any(r["status"] == "finished" for r in rows):
+        raise EndpointError(f"endpoint {task.server.name}: all {len(rows)} warm-up requests failed, "
+                            f"first: {rows[0]['error']}; see {task.server.log}")
+
+
 def measure(task: EndpointTask, sync, job, cols: dict[str, list], progress=None) -> None:
     """Fills `cols` (one row per finished request) and cols["requests"] (every request's record)."""
+    warm_up(task, sync, job.warmup)
     quota = Quota(sync, job.slot, 1, job.min_duration_s)  # one pass of the workload
     quota.start()
     replay = 0
