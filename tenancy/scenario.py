@@ -142,10 +142,10 @@ class Scenario(Strict):
     description: str = ""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     sharing: Sharing = Field(default_factory=Timeslice, description="a mode, or {mode: mps, ...} with its settings")
-    iterations: int = Field(100, gt=0)
-    warmup: int = Field(10, ge=0)
+    iterations: int = Field(100, gt=0, le=10**7)  # bounds: a typo of 2**70 is refused, not run for ages
+    warmup: int = Field(10, ge=0, le=10**7)
     min_duration_s: float = Field(0.0, ge=0, allow_inf_nan=False)
-    repeats: int = Field(3, gt=0, description="solo and shared launches per run; intervals are across repeats "
+    repeats: int = Field(3, gt=0, le=1000, description="solo and shared launches per run; intervals are across repeats "
                          "from 3 on")
     seed: int = Field(0, ge=0, lt=2**32, description="weights and inputs are drawn from it")
     monitor_interval_ms: int = Field(50, ge=0, description="NVML sampling period on a GPU; 0 turns the monitor off")

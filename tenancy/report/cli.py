@@ -154,9 +154,11 @@ def report(paths: tuple[str, ...], out: str | None, compare: tuple[str, ...]) ->
     from tenancy.report import load, scale
 
     found = load.scan(inputs)
-    for line in found.skipped:
-        console.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)
-    if not found.runs and not found.scales:
+    nothing = not found.runs and not found.scales
+    if not (nothing and len(found.skipped) == 1):  # a lone skip is the error's own line
+        for line in found.skipped:
+            console.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)
+    if nothing:
         raise TenancyError(load.nothing_to_report(found))
     for d in found.scales:  # a `tenancy scale` directory has its own report
         scale_out = out_dir if d == first and len(inputs) == 1 else out_dir / _slug(d.name)
