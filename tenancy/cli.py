@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, TenancyError
+from tenancy.signals import start_resource_tracker
 
 console = Console(stderr=True)
 HANG_UP = (signal.SIGTERM, signal.SIGHUP)
@@ -211,7 +212,7 @@ def _raise_interrupt(signum, frame):
 
 def main() -> None:
     """Console entry point: every expected failure is one line and an exit code."""
-    _start_resource_tracker()
+    start_resource_tracker()
     for sig in HANG_UP:  # a dropped ssh session ends the run like Ctrl-C: cleanup runs, samples are kept
         signal.signal(sig, _raise_interrupt)
     try:
@@ -238,20 +239,6 @@ def main() -> None:
         for sig in (signal.SIGINT, *HANG_UP):
             signal.signal(sig, signal.SIG_IGN)
         _stop_resource_tracker()
-
-
-def _start_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker (the tenants' shared semaphores need one) with
-    SIGHUP ignored, which it inherits: it ignores SIGINT and SIGTERM itself but not SIGHUP, so a
-    hang-up sent to the run's process group killed it, and the tenants' next unregister started a
-    fresh tracker that printed a KeyError traceback for every semaphore it had never seen."""
-    from multiprocessing import resource_tracker
-
-    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    try:
-        resource_tracker.ensure_running()
-    finally:
-        signal.signal(signal.SIGHUP, previous)
 
 
 def _stop_resource_tracker() -> None:

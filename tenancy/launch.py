@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from threading import BrokenBarrierError
 from typing import Callable, Iterator
 
+from tenancy.signals import children_start_held
 from tenancy.sync import ProcessSync
 from tenancy.tenant import Job, apply_env, process_main
 
@@ -111,7 +112,7 @@ def run_processes(launch: Launch) -> dict[str, Outcome]:
         for job in launch.jobs:
             out = inbox.outbox()
             p = ctx.Process(target=process_main, args=(job, sync, out), name=f"tenancy:{job.label}", daemon=True)
-            with environ(job.env):
+            with environ(job.env), children_start_held():
                 p.start()
             out.conn.close()  # the child has its copy; ours would hide the end of the pipe
             procs[job.key] = p

@@ -13,6 +13,8 @@ import os
 import time
 from typing import Any
 
+from tenancy.signals import children_start_held, ignore_group_signals
+
 GEMM_N = {"cuda": 8192, "cpu": 1024}  # square matrices; 2 n^3 FLOPs per product
 COPY_MIB = {"cuda": 1024, "cpu": 128}  # the source buffer (read and written); several times any L3
 MIN_TIME_S = {"cuda": 0.5, "cpu": 0.2}  # keep repeating each measurement at least this long
@@ -67,6 +69,7 @@ def measure(device: str, dtype: str, threads: int | None = None) -> dict[str, An
 def _child(device: str, dtypes: list[str], env: dict[str, str | None], queue) -> None:
     from tenancy.tenant import apply_env
 
+    ignore_group_signals()  # the parent stops us
     apply_env(env)  # before torch: the run's GPU by UUID, never an MPS daemon
     try:
         queue.put({dt: measure(device, dt) for dt in dtypes})
@@ -87,7 +90,8 @@ def measure_all(device: str, dtypes: list[str], env: dict[str, str | None] | Non
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(device, dtypes, env or {}, queue), daemon=True)
-    proc.start()
+    with children_start_held():
+        proc.start()
     try:
         return queue.get(timeout=timeout_s)
     except Exception:

@@ -1,11 +1,54 @@
-"""Holding off the stop signals while what was measured is written or a daemon is stopped."""
+"""Holding off the stop signals while what was measured is written, a daemon is stopped or a
+child process starts."""
 from __future__ import annotations
 
 import signal
 import threading
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+GROUP_SIGNALS = (signal.SIGINT, signal.SIGHUP)  # what a terminal sends to the whole process group
+
+
+@contextmanager
+def children_start_held() -> Iterator[None]:
+    """Children started inside inherit Ctrl-C and SIGHUP blocked (the signal mask survives fork and
+    exec), so one arriving while a child's interpreter still starts waits in the child instead of
+    killing it with the interpreter's own traceback. Each child then calls `ignore_group_signals`
+    or `accept_group_signals`. Ours arrive after the block, as if sent a moment later."""
+    start_resource_tracker()  # first: its start unblocks SIGINT in the caller (CPython's ensure_running)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (the tenants' shared semaphores need one) with
+    SIGHUP ignored, which it inherits: it ignores SIGINT and SIGTERM itself but not SIGHUP, so a
+    hang-up sent to the run's process group killed it, and the tenants' next unregister started a
+    fresh tracker that printed a KeyError traceback for every semaphore it had never seen."""
+    from multiprocessing import resource_tracker
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def ignore_group_signals() -> None:
+    """For a child its parent stops: the group's Ctrl-C and SIGHUP are dropped, pending ones too."""
+    for sig in GROUP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)
+
+
+def accept_group_signals() -> None:
+    """For a child that stops itself on Ctrl-C: one held since its start arrives now."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)
 
 
 class shielded:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from threading import BrokenBarrierError
 from typing import Any
 
+from tenancy.signals import ignore_group_signals
 from tenancy.sync import Quota
 
 COLUMNS = ("iteration", "start_ns", "end_ns", "latency_ms", "prefill_ms", "decode_ms_per_token", "host_ms", "extra")
@@ -162,8 +162,7 @@ def _classify(err: BaseException) -> tuple[str, str]:
 
 def process_main(job: Job, sync, queue) -> None:
     """Entry point of a spawned tenant process."""
-    for sig in (signal.SIGINT, signal.SIGHUP):  # sent to the whole group; the launcher stops us cleanly
-        signal.signal(sig, signal.SIG_IGN)
+    ignore_group_signals()  # the parent stops us
     apply_env(job.env)
     run_tenant(job, sync, queue)
 

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 from tenancy.autoscale.replica import ReplicaSpec, replica_main
 from tenancy.launch import environ
+from tenancy.signals import children_start_held
 
 
 @dataclass
@@ -83,7 +84,7 @@ class Fleet:
         reader, writer = self.ctx.Pipe()
         rep.proc = self.ctx.Process(target=replica_main, args=(spec, writer), name=f"tenancy:replica{rep.id}",
                                     daemon=True)
-        with environ(spec.env):
+        with environ(spec.env), children_start_held():
             rep.proc.start()
         writer.close()
         rep.conn = reader

@@ -10,10 +10,11 @@ No torch import at module level: the environment (MPS variables) is applied firs
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
+
+from tenancy.signals import ignore_group_signals
 
 STATS_EVERY_NS = 100_000_000
 
@@ -118,8 +119,7 @@ def replica_main(spec: ReplicaSpec, conn) -> None:
     """Entry point of a spawned replica: build, report ready, serve until told to stop."""
     from tenancy.tenant import apply_env
 
-    for sig in (signal.SIGINT, signal.SIGHUP):  # the launcher stops us through the pipe
-        signal.signal(sig, signal.SIG_IGN)
+    ignore_group_signals()  # the parent stops us
     apply_env(spec.env)
     started = time.perf_counter_ns()
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import signal
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -21,6 +20,7 @@ import pandas as pd
 from tenancy import results
 from tenancy.monitor.gpu_table import foreign_processes, foreign_warnings, frame, launch_summary, our_pids, window
 from tenancy.monitor.nvml import make_reader
+from tenancy.signals import children_start_held, ignore_group_signals
 
 READER_ENV = "TENANCY_MONITOR_READER"
 NVML_READER = "tenancy.monitor.nvml:NvmlReader"
@@ -51,7 +51,8 @@ class Monitor:
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=sampler_main, args=(child, spec, None, self.interval_ms / 1000),
                                  name="tenancy:monitor", daemon=True)
-        self._proc.start()
+        with children_start_held():
+            self._proc.start()
         child.close()
         msg = self._conn.recv() if self._conn.poll(START_TIMEOUT_S) else ("off", "sampler did not start")
         if msg[0] != "ready":
@@ -158,8 +159,7 @@ def sample_loop(reader, conn, interval_s: float, clock=time.perf_counter_ns) -> 
 
 def sampler_main(conn, spec: str, gpu: str | None, interval_s: float) -> None:
     """Entry point of the sampler process."""
-    for sig in (signal.SIGINT, signal.SIGHUP):  # sent to the whole group; the runner stops us after saving
-        signal.signal(sig, signal.SIG_IGN)
+    ignore_group_signals()  # the parent stops us
     try:
         reader = make_reader(spec, gpu)
     except Exception as err:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue as queue_mod
-import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Iterator
 
 from tenancy.launch import Inbox, Launch, Outcome, environ, supervise
 from tenancy.sharing.base import SharingMode
+from tenancy.signals import children_start_held, ignore_group_signals
 from tenancy.sync import ProcessSync, ThreadSync
 from tenancy.tenant import Job, run_tenant
 
@@ -64,7 +64,7 @@ def run_threads(launch: Launch) -> dict[str, Outcome]:
                         daemon=True)
 
     def start(procs: dict[str, Any]) -> None:
-        with environ(env):
+        with environ(env), children_start_held():
             child.start()
         out.conn.close()  # the child has its copy
         for job in launch.jobs:
@@ -76,8 +76,7 @@ def run_threads(launch: Launch) -> dict[str, Outcome]:
 
 def child_main(jobs: list[Job], bridge: ProcessSync, out_q, threads: int) -> None:
     """The streams process: one thread per tenant; this thread forwards and relays the barrier."""
-    for sig in (signal.SIGINT, signal.SIGHUP):  # sent to the whole group; the parent stops us through `bridge`
-        signal.signal(sig, signal.SIG_IGN)
+    ignore_group_signals()  # the parent stops us
     import torch
 
     torch.set_num_threads(threads)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Protocol
 
 from tenancy import environment, gpu
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from tenancy.signals import children_start_held
 from tenancy.sweep.index import TASKS, Study, read_tasks
 from tenancy.sweep.plan import Planned
 from tenancy.sweep.task import TaskSpec, execute
@@ -74,8 +75,9 @@ def launch_pinned(spec: TaskSpec, uuid: str) -> subprocess.Popen:
     path.write_text(json.dumps(asdict(spec), default=str))
     env = {**os.environ, **gpu.process_env({"uuid": uuid})}
     log = open(folder / f"{spec.name}.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "tenancy.sweep.task", str(path)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    with children_start_held():  # the task takes a Ctrl-C once it can write its row
+        return subprocess.Popen([sys.executable, "-m", "tenancy.sweep.task", str(path)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
 
 
 def run_pool(specs: list[TaskSpec], uuids: list[str], study: Study, launch: Launch = launch_pinned,

@@ -19,6 +19,7 @@ from tenancy import environment, gpu, results
 from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, TenancyError
 from tenancy.matrix import Expanded
 from tenancy.scenario import Scenario
+from tenancy.signals import accept_group_signals
 from tenancy.sweep.index import write_task
 from tenancy.sweep.plan import Overrides, Planned, plan
 from tenancy.sweep.resume import existing_status, set_aside
@@ -105,6 +106,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     ov = Overrides(**spec.overrides)
     row: dict[str, Any] = {"name": spec.name, "executor": spec.executor}
     try:
+        accept_group_signals()  # a Ctrl-C held since our start arrives here, as "interrupted"
         (p,) = plan([spec.expanded()], ov.device, ov.iterations, ov.warmup, repeats=ov.repeats)
         execute(p, study_dir, row, on_start=lambda r: write_task(study_dir, r))
     except KeyboardInterrupt:
