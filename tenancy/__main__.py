@@ -1,3 +1,3 @@
-from tenancy.cli import main
+from tenancy.cli.main import main
 
 main()

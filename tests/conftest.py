@@ -18,7 +18,7 @@ FAKE_PYNVML = HERE / "fake_pynvml"
 @functools.lru_cache(maxsize=1)
 def gpu_usable() -> bool:
     """An NVIDIA GPU seen by NVML and a CUDA build of torch (no CUDA context is created here)."""
-    from tenancy import environment
+    from tenancy.gpu import environment
 
     try:
         return bool(environment.nvml_gpus()) and environment.torch_has_cuda()

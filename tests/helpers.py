@@ -47,7 +47,7 @@ def broken_weights(root: Path) -> str:
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """`tenancy ARGS` in this process; the signal handlers main() installs are put back after,
     so that later tests (and the processes they start) still see Ctrl-C."""
-    from tenancy.cli import main
+    from tenancy.cli.main import main
 
     monkeypatch.setattr(sys, "argv", ["tenancy", *map(str, args)])
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}

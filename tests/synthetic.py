@@ -1,6 +1,6 @@
 """Synthetic run directories in the results contract's shape (schema 2, or the old schema 1), for
 the report's tests: no timing, no real run. Per-repeat slowdowns are given; every other number
-(STP, intervals, verdicts) follows from them through tenancy.stats, as the runner's would."""
+(STP, intervals, verdicts) follows from them through tenancy.analysis.stats, as the runner's would."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tenancy import stats
+from tenancy.analysis import stats
 
 KIND = {"bert-base": "forward", "deberta-v3-base": "forward", "distilgpt2": "generate", "llama-3.2-1b": "generate",
         "mistral-7b": "generate"}

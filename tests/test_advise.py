@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import tenancy
 from synthetic import SOLO_MS, write_run
-from tenancy.advise import Evidence, Measured, parse_pairs, plan
-from tenancy.errors import TenancyError
+
+from tenancy.analysis.advise import Evidence, Measured, parse_pairs, plan
+from tenancy.core.errors import TenancyError
 
 GOOD, BAD = 1.1, 1.8
 

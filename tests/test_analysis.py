@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tenancy import analysis, stats
-from tenancy.runner import phase_orders
+from tenancy.analysis import slowdown, stats
+from tenancy.harness.runner import phase_orders
 
 MS = 1_000_000
 
@@ -43,8 +43,8 @@ def run(repeat_slowdowns: list[dict[str, float]], solo: dict[str, float] | None 
     for r, sd in enumerate(repeat_slowdowns):
         t = r * 10_000 * MS
         for i, (name, base) in enumerate(solo.items()):
-            frames.append(analysis.mark_window(launch("solo", r, {name: base}, t0=t, seed=10 * r + i, **kw)))
-        frames.append(analysis.mark_window(launch("shared", r, {k: solo[k] * sd[k] for k in solo}, t0=t + 5000 * MS,
+            frames.append(slowdown.mark_window(launch("solo", r, {name: base}, t0=t, seed=10 * r + i, **kw)))
+        frames.append(slowdown.mark_window(launch("shared", r, {k: solo[k] * sd[k] for k in solo}, t0=t + 5000 * MS,
                                                   seed=10 * r + 9, **kw)))
     return pd.concat(frames, ignore_index=True)
 
@@ -56,17 +56,17 @@ def test_window_is_all_tenants_running_with_the_late_starter_tolerated():
     first one, 30% of which ran before the slow tenant started."""
     fast = launch("shared", 0, {"a": 1.0}, n=250)
     slow = launch("shared", 0, {"b": 10.0}, n=20, offsets={"b": 300_000})
-    df = analysis.mark_window(pd.concat([fast, slow], ignore_index=True))
+    df = slowdown.mark_window(pd.concat([fast, slow], ignore_index=True))
     a, b = df[df.tenant == "a"], df[df.tenant == "b"]
     assert b["in_window"].all()
     assert not a["in_window"].iloc[0] and a["in_window"].iloc[1:200].all()
     assert not a.loc[a["start_ns"] >= b["end_ns"].max(), "in_window"].any()
-    assert analysis.overlap(df)[("b", 0)] == 1.0
+    assert slowdown.overlap(df)[("b", 0)] == 1.0
 
 
 def test_window_closes_where_the_launcher_saw_a_tenant_stop():
     df = launch("shared", 0, {"a": 1.0}, n=100)  # the killed neighbour's samples were lost with it
-    closed = analysis.mark_window(df, close_ns=30 * MS)
+    closed = slowdown.mark_window(df, close_ns=30 * MS)
     assert closed["in_window"].sum() == 30
     assert (closed.loc[closed["in_window"], "end_ns"] <= 30 * MS).all()
 
@@ -77,7 +77,7 @@ def test_a_sample_straddling_an_early_close_is_out_even_when_most_of_it_is_insid
     df = launch("shared", 0, {"a": 1.0}, n=100)
     first = df.sort_values("start_ns").iloc[30]
     close = int(first["start_ns"] + 0.95 * (first["end_ns"] - first["start_ns"]))
-    closed = analysis.mark_window(df, close_ns=close)
+    closed = slowdown.mark_window(df, close_ns=close)
     assert not closed.loc[first.name, "in_window"]
     assert closed["in_window"].sum() == 30 and (closed.loc[closed["in_window"], "end_ns"] <= close).all()
 
@@ -90,7 +90,7 @@ def test_open_loop_requests_count_when_they_arrive_inside_the_window():
     req[["start_ns", "end_ns", "latency_ms"]] = [[0, 100 * MS, 100.0],   # arrives before the open
                                                  [20 * MS, 200 * MS, 180.0],  # arrives inside, ends after
                                                  [59 * MS, 61 * MS, 2.0]]
-    df = analysis.mark_window(pd.concat([enc, req], ignore_index=True))
+    df = slowdown.mark_window(pd.concat([enc, req], ignore_index=True))
     llm = df[df.tenant == "llm"]
     assert llm["in_window"].tolist() == [False, True, True]
     assert not enc.empty and df[df.tenant == "a"]["in_window"].sum() >= 49
@@ -100,10 +100,10 @@ def test_incomplete_when_a_tenant_has_nothing_in_the_window():
     enc = launch("shared", 0, {"a": 1.0}, n=50, offsets={"a": 10 * MS})
     req = launch("shared", 0, {"llm": 1.0}, n=2)
     req[["start_ns", "end_ns"]] = [[0, 5 * MS], [1 * MS, 70 * MS]]  # every request arrived before a started
-    df = analysis.mark_window(pd.concat([enc, req], ignore_index=True))
-    why = analysis.incomplete(df, [("shared", 0, "a", 0), ("shared", 0, "llm", 0)])
+    df = slowdown.mark_window(pd.concat([enc, req], ignore_index=True))
+    why = slowdown.incomplete(df, [("shared", 0, "a", 0), ("shared", 0, "llm", 0)])
     assert why == ["shared llm#0 (repeat 0): nothing in the common window"]
-    assert analysis.incomplete(df, [("shared", 0, "a", 0)]) == []
+    assert slowdown.incomplete(df, [("shared", 0, "a", 0)]) == []
 
 
 # --- repeats are the unit --------------------------------------------------------------------
@@ -113,14 +113,14 @@ def test_each_repeat_uses_its_own_solo_baseline():
     # repeat 1's machine is 10% slower alone and shared alike: no change in its slowdown
     slow = (df["repeat"] == 1)
     df.loc[slow, "latency_ms"] *= 1.1
-    reps = analysis.per_repeat(df)
+    reps = slowdown.per_repeat(df)
     assert reps.loc[reps.tenant == "a", "slowdown"].to_numpy() == pytest.approx([1.2] * 3)
     assert reps.loc[reps.tenant == "b", "slowdown"].to_numpy() == pytest.approx([1.5] * 3)
 
 
 def test_headline_is_the_mean_over_repeats_with_a_t_interval_across_them():
     sd = [{"a": 1.18, "b": 1.4}, {"a": 1.22, "b": 1.6}, {"a": 1.2, "b": 1.5}]
-    summary, m = analysis.analyze(run(sd), {0: "solo-first", 1: "shared-first", 2: "solo-first"})
+    summary, m = slowdown.analyze(run(sd), {0: "solo-first", 1: "shared-first", 2: "solo-first"})
     assert m["ci_basis"] == "repeats" and m["n_repeats"] == 3 and m["ci_method"] == "student-t over repeats"
     stp = [1 / s["a"] + 1 / s["b"] for s in sd]
     assert m["stp"] == pytest.approx(np.mean(stp))
@@ -137,7 +137,7 @@ def test_headline_is_the_mean_over_repeats_with_a_t_interval_across_them():
 
 
 def test_fewer_than_three_repeats_fall_back_to_the_block_bootstrap_and_say_so():
-    summary, m = analysis.analyze(run([{"a": 1.2, "b": 1.5}], noise=0.05))
+    summary, m = slowdown.analyze(run([{"a": 1.2, "b": 1.5}], noise=0.05))
     assert m["ci_basis"] == "within-run" and m["ci_method"].startswith("moving-block bootstrap")
     lo, hi = m["stp_ci"]
     assert lo < m["stp"] < hi and hi - lo < 0.2
@@ -149,7 +149,7 @@ def test_verdicts_and_the_noise_floor_from_the_solo_repeats():
     """No interference, but solo launches that differ by 8%: every effect stays inside the noise."""
     df = run([{"a": 1.0, "b": 1.0}] * 3, noise=0.01)
     df.loc[(df.phase == "solo") & (df.repeat == 1), "latency_ms"] *= 1.08
-    summary, m = analysis.analyze(df)
+    summary, m = slowdown.analyze(df)
     noise = {n["tenant"]: n for n in m["noise"]}
     assert noise["a"]["noise_floor"] == pytest.approx(0.08, abs=0.01) and len(noise["a"]["solo_means_ms"]) == 3
     assert set(summary.loc[summary.phase == "shared", "verdict"]) == {"indistinguishable"}
@@ -158,13 +158,13 @@ def test_verdicts_and_the_noise_floor_from_the_solo_repeats():
 def test_artefacts_are_warned_about_never_reported_as_findings():
     """Shared faster than alone, beyond its interval: STP above n. Both are flagged as artefacts."""
     df = run([{"a": 0.8, "b": 0.9}, {"a": 0.82, "b": 0.88}, {"a": 0.79, "b": 0.91}])
-    summary, m = analysis.analyze(df)
+    summary, m = slowdown.analyze(df)
     assert set(summary.loc[summary.phase == "shared", "verdict"]) == {"faster"}
-    w = analysis.warnings_for(summary, m, {})
+    w = slowdown.warnings_for(summary, m, {})
     assert any("exceeds the number of tenants (2) beyond its interval: a measurement artefact" in x for x in w)
     # above n only inside the noise: said so, not called an artefact
     m_noisy = {**m, "stp": 2.1, "stp_ci": [1.7, 2.5]}
-    assert any("includes it: noise" in x for x in analysis.warnings_for(summary, m_noisy, {}))
+    assert any("includes it: noise" in x for x in slowdown.warnings_for(summary, m_noisy, {}))
     assert sum("faster shared than alone" in x and "artefact" in x for x in w) == 2
 
 
@@ -172,15 +172,15 @@ def test_solo_variance_is_told_apart_from_shared_variance():
     df = run([{"a": 1.2, "b": 1.5}], noise=0.0)
     df.loc[(df.phase == "solo") & (df.tenant == "a"), "latency_ms"] *= np.tile([0.8, 1.2], 20)
     df.loc[(df.phase == "shared") & (df.tenant == "b"), "latency_ms"] *= np.tile([0.8, 1.2], 20)
-    summary, m = analysis.analyze(df)
-    w = analysis.warnings_for(summary, m, {})
+    summary, m = slowdown.analyze(df)
+    w = slowdown.warnings_for(summary, m, {})
     assert any(x.startswith("solo a#0: solo variance: a measurement problem") for x in w)
     assert any(x.startswith("shared b#0: shared variance: part of the effect") for x in w)
 
 
 def test_serving_tenants_are_left_out_of_stp_and_report_their_own_slowdowns():
     df = run([{"a": 1.2, "llm": 3.0}] * 3, solo={"a": 2.0, "llm": 10.0})
-    summary, m = analysis.analyze(df)
+    summary, m = slowdown.analyze(df)
     assert m["n_tenants"] == 1 and m["stp"] == pytest.approx(1 / 1.2)
     assert [s["tenant"] for s in m["serving"]] == ["llm"]
     assert m["serving"][0]["e2e_mean_slowdown"] == pytest.approx(3.0) and m["serving"][0]["repeats"] == 3

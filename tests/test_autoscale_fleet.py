@@ -64,8 +64,8 @@ BASE = {"name": "scale-test", "device": "cpu", "sharing": "timeslice", "seed": 0
 
 
 def test_autoscale_block_is_validated_with_the_scenario(tmp_path):
-    from tenancy.errors import TenancyError
-    from tenancy.scenario import parse_scenario
+    from tenancy.core.errors import TenancyError
+    from tenancy.harness.scenario import parse_scenario
 
     bad = json.loads(json.dumps(BASE))
     bad["autoscale"]["min_replicas"] = 3

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import run_cli, tiny
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,8 +69,8 @@ def test_each_listed_mistake_is_one_line_before_anything_runs(case, tmp_path, mo
     ("seed-in-serving-block", "seed does not belong in serving: it is the scenario's `seed`"),
 ])
 def test_the_line_names_the_field_and_the_fix(case, words, tmp_path):
-    from tenancy.errors import TenancyError
-    from tenancy.matrix import load_single
+    from tenancy.core.errors import TenancyError
+    from tenancy.harness.matrix import load_single
 
     with pytest.raises(TenancyError, match=re.escape(words)):
         load_single(write(tmp_path / f"{case}.yaml", CASES[case]))
@@ -132,8 +131,8 @@ def _mutations(data: object, rng: random.Random) -> object:
 def test_fuzz_mutated_shipped_scenarios_never_escape_the_one_line_rule(tmp_path, monkeypatch, capsys):
     """240 mutations of the shipped scenario files: every one is either still a valid
     scenario (not run here) or exit 2 with one line naming the file; never a traceback."""
-    from tenancy.errors import TenancyError
-    from tenancy.matrix import expand_file
+    from tenancy.core.errors import TenancyError
+    from tenancy.harness.matrix import expand_file
 
     rng = random.Random(0)
     bases = [yaml.safe_load(p.read_text()) for p in SHIPPED]

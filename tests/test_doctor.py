@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import machine
-from tenancy import doctor, environment
+
+from tenancy.cli import doctor
+from tenancy.gpu import environment
 
 HERE = Path(__file__).parent
 

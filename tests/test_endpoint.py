@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import tenancy, write_scenario
+
 from tenancy.endpoint.client import drive, request_row
 from tenancy.endpoint.process import Server, free_port
-from tenancy.scenario import parse_scenario
+from tenancy.harness.scenario import parse_scenario
 from tenancy.serving.metrics import request_summary
 from tenancy.serving.workload import RequestSpec
 
@@ -177,14 +177,14 @@ def test_the_client_streams_from_a_server_and_stops_on_request(tmp_path):
     (dict(task="endpoint", endpoint={"command": []}), "at least 1"),
 ])
 def test_endpoint_blocks_are_validated(tenant, message):
-    from tenancy.errors import TenancyError
+    from tenancy.core.errors import TenancyError
 
     with pytest.raises(TenancyError, match=message):
         parse_scenario({"name": "s", "tenants": [{"name": "t", "model": "llama-3.2-1b", "size": "tiny", **tenant}]})
 
 
 def test_streams_mode_refuses_endpoint_tenants():
-    from tenancy.errors import TenancyError
+    from tenancy.core.errors import TenancyError
 
     with pytest.raises(TenancyError, match="streams mode"):
         parse_scenario({"name": "s", "sharing": "streams", "tenants": [

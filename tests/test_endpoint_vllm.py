@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import tenancy, vllm_python, write_scenario
-from tenancy.hf_folder import TINY_LLAMA, build_folder
+
+from tenancy.models.hf_folder import TINY_LLAMA, build_folder
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 WORKLOAD = {"rate": 4, "num_requests": 12, "input_len": [16, 64], "output_len": [8, 24]}

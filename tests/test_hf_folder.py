@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tenancy.hf_folder import TINY_LLAMA, build_folder, read_config
+from tenancy.models.hf_folder import TINY_LLAMA, build_folder, read_config
 
 
 def test_a_tiny_llama_folder_loads_and_its_tokenizer_decodes_every_id(tmp_path):

@@ -6,12 +6,13 @@ import json
 
 import pandas as pd
 import pytest
-
 from helpers import FAST, tenancy, write_scenario
-from tenancy import models, roofline
-from tenancy.hf_folder import build_folder
-from tenancy.errors import TenancyError
-from tenancy.scenario import parse_scenario
+
+from tenancy.analysis import roofline
+from tenancy.core.errors import TenancyError
+from tenancy.harness.scenario import parse_scenario
+from tenancy.models import zoo
+from tenancy.models.hf_folder import build_folder
 
 SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=512)
 CONFIGS = {  # name: (config, causal)
@@ -36,26 +37,26 @@ def folders(tmp_path_factory):
 def test_a_folder_model_is_derived_from_its_config(folders, name, kind):
     from transformers import AutoModel, AutoModelForCausalLM
 
-    spec = models.get(folders[name])
+    spec = zoo.get(folders[name])
     assert (spec.kind, spec.path, spec.family) == (kind, folders[name], CONFIGS[name][0]["model_type"])
     assert spec.max_positions == CONFIGS[name][0]["max_position_embeddings"]
     loaded = (AutoModelForCausalLM if kind == "decoder" else AutoModel).from_pretrained(folders[name])
     n = sum(p.numel() for p in loaded.parameters())
-    assert models.count_params(folders[name]) == n
+    assert zoo.count_params(folders[name]) == n
     # the roofline leaves norms and biases out: within a few percent on a model this small
     assert roofline.weight_params(roofline.dims(folders[name])) == pytest.approx(n, rel=0.05)
-    built = models.build(folders[name], weights="random")
+    built = zoo.build(folders[name], weights="random")
     assert type(built).__name__ == type(loaded).__name__
 
 
 def test_random_weights_need_only_config_json(tmp_path):
     path = build_folder(tmp_path / "cfg-only", CONFIGS["qwen3"][0], tokenizer=False, weights=False)
     assert sorted(p.name for p in path.iterdir()) == ["config.json"]
-    assert models.get(str(path)).kind == "decoder"
-    assert type(models.build(str(path))).__name__ == "Qwen3ForCausalLM"
+    assert zoo.get(str(path)).kind == "decoder"
+    assert type(zoo.build(str(path))).__name__ == "Qwen3ForCausalLM"
     t = dict(name="q", model=str(path), weights="pretrained")
     with pytest.raises(OSError):  # no weights file: pretrained cannot load (the tenant reports it)
-        models.build(str(path), weights="pretrained")
+        zoo.build(str(path), weights="pretrained")
     assert parse_scenario(dict(name="s", tenants=[dict(t, weights="random")])).tenants[0].task == "generate"
 
 
@@ -63,16 +64,16 @@ def test_pretrained_loads_the_folders_own_weights(folders):
     import torch
     from transformers import AutoModelForCausalLM
 
-    ours = models.build(folders["qwen2"], weights="pretrained")
+    ours = zoo.build(folders["qwen2"], weights="pretrained")
     ref = AutoModelForCausalLM.from_pretrained(folders["qwen2"])
     assert torch.equal(ours.lm_head.weight, ref.lm_head.weight)
 
 
 def test_unknown_name_says_what_was_looked_for(tmp_path):
-    with pytest.raises(models.UnknownModel, match="not a folder holding config.json, not a model id in the local"):
-        models.get(str(tmp_path / "nowhere"))
-    with pytest.raises(models.UnknownModel, match="known: bert-base"):
-        models.get("nobody/no-such-model-xyz")
+    with pytest.raises(zoo.UnknownModel, match="not a folder holding config.json, not a model id in the local"):
+        zoo.get(str(tmp_path / "nowhere"))
+    with pytest.raises(zoo.UnknownModel, match="known: bert-base"):
+        zoo.get("nobody/no-such-model-xyz")
 
 
 def test_models_cli_lists_a_folder_and_refuses_an_unknown_one(folders):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tenancy.hostload import HostLoad
+from tenancy.gpu.hostload import HostLoad
 
 
 def fake_proc(root: Path, busy: tuple[int, ...], procs: dict[int, tuple[int, int]], me: int = 100) -> Path:

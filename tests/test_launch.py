@@ -5,7 +5,7 @@ import multiprocessing as mp
 import queue
 import time
 
-from tenancy.launch import Inbox
+from tenancy.harness.launch import Inbox
 
 
 def _send(out, msg) -> None:
@@ -41,7 +41,7 @@ def test_a_tenant_killed_mid_message_does_not_block_the_others():
 def test_the_quota_rule_counts_items_and_time_then_waits_for_everyone():
     """One rule for every tenant: done after the items *and* the minimum time, then extra rows
     until all are done; an abort stops at once."""
-    from tenancy.sync import Quota, ThreadSync
+    from tenancy.core.sync import Quota, ThreadSync
 
     sync = ThreadSync(2)
     q = Quota(sync, 0, items=3, min_duration_s=1.0)

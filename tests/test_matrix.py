@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers import tenancy, tiny, write_scenario
-from tenancy.errors import TenancyError
-from tenancy.matrix import expand, expand_file, load_single
+
+from tenancy.core.errors import TenancyError
+from tenancy.harness.matrix import expand, expand_file, load_single
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = dict(name="m", device="cpu", tenants=[tiny("bert", "bert-base"), tiny("gpt2", "distilgpt2")])

@@ -4,40 +4,40 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tenancy import models
-from tenancy.scenario import Tenant
-from tenancy.tasks import Forward, Generate, build_task
-from tenancy.timer import CpuTimer
+from tenancy.harness.scenario import Tenant
+from tenancy.harness.tasks import Forward, Generate, build_task
+from tenancy.harness.timer import CpuTimer
+from tenancy.models import zoo
 
 # parameter counts from REFERENCE.md (built on the meta device)
 REFERENCE_PARAMS_M = {"bert-base": 109.5, "deberta-v3-base": 183.8, "distilgpt2": 81.9,
                       "llama-3.2-1b": 1235.8, "mistral-7b": 7241.7}
 
 
-@pytest.mark.parametrize("name", list(models.ZOO))
+@pytest.mark.parametrize("name", list(zoo.ZOO))
 def test_full_size_parameter_counts_match_reference(name):
-    assert round(models.count_params(name) / 1e6, 1) == REFERENCE_PARAMS_M[name]
+    assert round(zoo.count_params(name) / 1e6, 1) == REFERENCE_PARAMS_M[name]
 
 
 def test_full_configs_keep_the_details():
-    llama = models.get("llama-3.2-1b").make_config()
+    llama = zoo.get("llama-3.2-1b").make_config()
     assert llama.rope_scaling["rope_type"] == "llama3" and llama.num_key_value_heads == 8
-    assert models.get("mistral-7b").make_config().sliding_window == 4096
-    deberta = models.get("deberta-v3-base").make_config()
+    assert zoo.get("mistral-7b").make_config().sliding_window == 4096
+    deberta = zoo.get("deberta-v3-base").make_config()
     assert deberta.pos_att_type == ["p2c", "c2p"] and deberta.position_biased_input is False
 
 
 def test_unknown_model_lists_the_zoo():
-    with pytest.raises(models.UnknownModel, match="known: bert-base"):
-        models.get("bert-large")
+    with pytest.raises(zoo.UnknownModel, match="known: bert-base"):
+        zoo.get("bert-large")
 
 
-@pytest.mark.parametrize("name", list(models.ZOO))
+@pytest.mark.parametrize("name", list(zoo.ZOO))
 def test_tiny_models_run_their_task(name):
     tenant = Tenant(name="t", model=name, size="tiny", batch=2, seq=12, new_tokens=4, dtype="float32")
     task = build_task(tenant, "cpu", seed=0)
-    assert isinstance(task, Generate if models.get(name).kind == "decoder" else Forward)
-    assert models.count_params(name, "tiny") < 1_000_000
+    assert isinstance(task, Generate if zoo.get(name).kind == "decoder" else Forward)
+    assert zoo.count_params(name, "tiny") < 1_000_000
     timer = CpuTimer()
     timer.start()
     task.step(timer)
@@ -58,6 +58,6 @@ def test_generate_task_decodes_the_same_tokens_as_transformers(name):
 
 
 def test_random_inputs_are_seeded_and_never_zero():
-    a = models.random_input_ids(100, 4, 32, seed=3)
-    assert torch.equal(a, models.random_input_ids(100, 4, 32, seed=3))
-    assert a.min() >= 3 and not torch.equal(a, models.random_input_ids(100, 4, 32, seed=4))
+    a = zoo.random_input_ids(100, 4, 32, seed=3)
+    assert torch.equal(a, zoo.random_input_ids(100, 4, 32, seed=3))
+    assert a.min() >= 3 and not torch.equal(a, zoo.random_input_ids(100, 4, 32, seed=4))

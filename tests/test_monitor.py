@@ -10,11 +10,11 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-
 from fake_nvml import FOREIGN_PID, POWER_W, FakeReader
 from helpers import machine
-from tenancy import monitor
-from tenancy.monitor import Monitor, NvmlReader, foreign_processes, frame, launch_summary, sample_loop, window
+
+from tenancy.gpu import monitor
+from tenancy.gpu.monitor import Monitor, NvmlReader, foreign_processes, frame, launch_summary, sample_loop, window
 
 
 class Counted(FakeReader):
@@ -184,7 +184,7 @@ def test_monitor_off_when_nvml_cannot_start(monkeypatch):
 
 
 def monitor_has_gpu() -> bool:
-    from tenancy import environment
+    from tenancy.gpu import environment
 
     return bool(environment.nvml_gpus())
 

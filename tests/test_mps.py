@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import machine, tiny, write_scenario
-from tenancy.errors import TenancyError
-from tenancy.launch import Interrupted, Launch
-from tenancy.runner import Runner, resolve
-from tenancy.scenario import parse_scenario
-from tenancy.sharing import mps_daemon
-from tenancy.scenario import Mps
-from tenancy.sharing.mps import ComputeMode, MpsAttachError, MpsMode
-from tenancy.sharing.mps_daemon import MpsDaemon, private_pipe_dir, processes_of
+
+from tenancy.core.errors import TenancyError
+from tenancy.gpu import mps_daemon
+from tenancy.gpu.mps_daemon import MpsDaemon, private_pipe_dir, processes_of
+from tenancy.harness.launch import Interrupted, Launch
+from tenancy.harness.runner import Runner, resolve
+from tenancy.harness.scenario import Mps, parse_scenario
+from tenancy.harness.sharing.mps import ComputeMode, MpsAttachError, MpsMode
 
 HERE = Path(__file__).parent
 NAMES = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import tiny, write_scenario
-from tenancy import nsys
-from tenancy.errors import TenancyError
+
+from tenancy.core.errors import TenancyError
+from tenancy.gpu import nsys
 
 
 def test_missing_nsys_is_one_line_naming_what_to_install(tmp_path, monkeypatch):

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import tenancy
 from synthetic import write_run
-from tenancy import stats as tstats
-from tenancy.report.cli import build
+
+from tenancy.analysis import stats as tstats
+from tenancy.cli.report import build
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "results/reference/cpu-tiny"  # schema 2: 3 repeats per run, with the A/A control

@@ -10,7 +10,8 @@ import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
-from tenancy import floors, models, roofline
+from tenancy.analysis import floors, roofline
+from tenancy.models import zoo
 
 
 def test_bert_base_forward_by_hand():
@@ -52,10 +53,10 @@ def test_generate_is_prefill_then_growing_decode_steps():
     assert steps[1] == roofline.decode(m, 2, 17, 4)
 
 
-@pytest.mark.parametrize("name", list(models.ZOO))
+@pytest.mark.parametrize("name", list(zoo.ZOO))
 def test_resident_weights_match_the_built_model(name):
     # norms and biases are left out: within 0.5% of the parameter count of the real config
-    assert roofline.weight_params(roofline.dims(name)) == pytest.approx(models.count_params(name), rel=0.005)
+    assert roofline.weight_params(roofline.dims(name)) == pytest.approx(zoo.count_params(name), rel=0.005)
 
 
 def _counted(model, **kwargs) -> tuple[int, object]:
@@ -64,15 +65,15 @@ def _counted(model, **kwargs) -> tuple[int, object]:
     return fc.get_total_flops(), out
 
 
-@pytest.mark.parametrize("name", list(models.ZOO))
+@pytest.mark.parametrize("name", list(zoo.ZOO))
 def test_flops_equal_the_profiler_on_tiny_models(name):
     """Eager attention (SDPA's CPU kernel has no FLOP formula): every matmul is counted."""
-    spec = models.get(name)
+    spec = zoo.get(name)
     cls = transformers.AutoModelForCausalLM if spec.kind == "decoder" else transformers.AutoModel
     torch.manual_seed(0)
     model = cls.from_config(spec.make_config("tiny"), attn_implementation="eager").eval()
     m, b, s = roofline.dims(name, "tiny"), 2, 16
-    ids = models.random_input_ids(m.vocab, b, s)
+    ids = zoo.random_input_ids(m.vocab, b, s)
     if spec.kind == "encoder":
         counted, _ = _counted(model, input_ids=ids)
         assert counted == roofline.forward(m, b, s, 4).flops

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from synthetic import SOLO_MS, write_run
-from tenancy import predict, roofline
-from tenancy.peaks import Cache
-from tenancy.report import load, roofline as report_roofline, stats
+
+from tenancy.analysis import predict, roofline
+from tenancy.gpu.peaks import Cache
+from tenancy.report import load, stats
+from tenancy.report import roofline as report_roofline
 
 PEAK = {"device": "cpu", "name": "cpu", "dtype": "float32", "flops_per_s": 100e9, "bytes_per_s": 20e9}
 

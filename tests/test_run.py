@@ -11,11 +11,11 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import FAST, broken_weights, tenancy, tiny, write_scenario
-from tenancy.launch import Launch, run_processes
-from tenancy.runner import Runner, resolve
-from tenancy.scenario import parse_scenario
+
+from tenancy.harness.launch import Launch, run_processes
+from tenancy.harness.runner import Runner, resolve
+from tenancy.harness.scenario import parse_scenario
 
 FILES = ("manifest.json", "samples.parquet", "summary.csv", "metrics.json")
 
@@ -82,7 +82,7 @@ def test_summary_and_metrics_agree_with_the_samples(pair_run):
 def test_roofline_columns_come_from_the_measured_peaks(pair_run):
     """Peaks measured once per dtype at the start of the run; every row (alone and shared) gets
     its floor on them, and MFU is the floor's FLOPs at the measured mean over the peak."""
-    from tenancy import roofline
+    from tenancy.analysis import roofline
 
     peaks = json.loads((pair_run / "manifest.json").read_text())["peaks"]["float32"]
     assert peaks["device"] == "cpu" and peaks["flops_per_s"] > 0 and peaks["bytes_per_s"] > 0
@@ -122,7 +122,7 @@ def test_results_never_overwrite_a_run(pair_run, tmp_path):
 
 
 def test_default_run_dirs_are_fresh(tmp_path):
-    from tenancy.results import new_run_dir
+    from tenancy.core.results import new_run_dir
 
     a = new_run_dir(None, "x", root=tmp_path)
     b = new_run_dir(None, "x", root=tmp_path)
@@ -254,6 +254,6 @@ def test_a_run_that_measured_nothing_still_writes_its_tables(tmp_path):
     (RuntimeError("[enforce fail at x.cpp:1] shape mismatch"), "error"),
 ])
 def test_out_of_memory_is_told_apart_on_cpu_and_gpu(err, status):
-    from tenancy.tenant import _classify
+    from tenancy.harness.tenant import _classify
 
     assert _classify(err)[0] == status

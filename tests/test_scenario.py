@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import tenancy, tiny, write_scenario
-from tenancy.errors import TenancyError
-from tenancy.scenario import parse_scenario
+
+from tenancy.core.errors import TenancyError
+from tenancy.harness.scenario import parse_scenario
 
 GOOD = dict(name="ok", tenants=[tiny("a", "bert-base")])
 
@@ -80,7 +80,7 @@ def test_shipped_scenarios_validate():
     """Every shipped scenario, matrices expanded, is a valid scenario."""
     from pathlib import Path
 
-    from tenancy.matrix import expand_file
+    from tenancy.harness.matrix import expand_file
 
     paths = sorted(Path(__file__).parent.parent.glob("scenarios/**/*.yaml"))
     assert len(paths) >= 10
@@ -103,7 +103,7 @@ def test_readme_scenario_example_is_valid():
 
 
 def test_sharing_is_a_tagged_block_with_the_string_as_shorthand():
-    from tenancy.scenario import stored_scenario
+    from tenancy.harness.scenario import stored_scenario
 
     base = {"name": "s", "tenants": [{"name": "a", "model": "bert-base"}]}
     assert parse_scenario({**base, "sharing": "mps"}).sharing == parse_scenario({**base, "sharing": {"mode": "mps"}}).sharing

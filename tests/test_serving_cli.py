@@ -8,10 +8,10 @@ import click
 import pandas as pd
 import pytest
 import yaml
+from helpers import run_cli
 from pydantic import BaseModel
 
-from helpers import run_cli
-from tenancy.serving.cli import config_options, serve_command
+from tenancy.cli.serve import config_options, serve_command
 from tenancy.serving.config import ServingConfig
 
 TINY = ["--model", "distilgpt2", "--size", "tiny", "--device", "cpu"]
@@ -144,7 +144,7 @@ def test_interrupt_writes_what_arrived_and_exits_130(tmp_path, monkeypatch, caps
 
 
 def test_report_refuses_a_serve_directory_by_name(tmp_path, monkeypatch, capsys):
-    from tenancy.errors import TenancyError
+    from tenancy.core.errors import TenancyError
     from tenancy.report.load import read
 
     out = tmp_path / "run"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from tenancy import models
+from tenancy.models import zoo
 from tenancy.serving.config import ServingConfig
 from tenancy.serving.engine import LLMEngine, serve
 from tenancy.serving.hf_baseline import HFEngine
@@ -39,7 +39,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def names(tmp_path_factory) -> dict[str, str]:
     """family: the model to name, a zoo model or (Qwen) a random-weight model folder."""
-    from tenancy.hf_folder import build_folder
+    from tenancy.models.hf_folder import build_folder
 
     root = tmp_path_factory.mktemp("served")
     return {**FAMILIES, **{f: str(build_folder(root / f, c, tokenizer=False)) for f, c in FOLDERS.items()}}
@@ -50,7 +50,7 @@ def hf_model(name: str, **overrides):
     """Tiny model with weights scaled up so greedy decoding is not one token repeated (cached:
     the engine only reads it). A folder model's biases and norms are perturbed too: Qwen2's q/k/v
     biases and Qwen3's per-head q/k norms must be applied to agree."""
-    spec = models.get(name)
+    spec = zoo.get(name)
     config = spec.make_config("full" if spec.path else "tiny")
     for k, v in overrides.items():
         setattr(config, k, v)

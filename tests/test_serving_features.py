@@ -15,8 +15,8 @@ from tenancy.serving.block_manager import BlockManager
 from tenancy.serving.config import ServingConfig
 from tenancy.serving.engine import LLMEngine
 from tenancy.serving.models import from_hf
-from tenancy.serving.models.attention import Spans
 from tenancy.serving.models.flashinfer import plan_inputs
+from tenancy.serving.models.paged_kv import Spans
 from tenancy.serving.sampler import Sampler
 from tenancy.serving.scheduler import Scheduler
 from tenancy.serving.sequence import FREED, SamplingParams, Sequence, Status

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import uvicorn
 
-from tenancy import models
-from tenancy.hf_folder import byte_tokenizer
+from tenancy.models import zoo
+from tenancy.models.hf_folder import byte_tokenizer
 from tenancy.serving.config import ServingConfig
 from tenancy.serving.engine import LLMEngine
 from tenancy.serving.http.app import create_app
@@ -30,7 +30,7 @@ NAME = "tiny-llama"
 def url():
     cfg = ServingConfig(model="llama-3.2-1b", size="tiny", num_blocks=512, max_batch_size=16,
                         max_tokens_per_iteration=512)
-    engine = LLMEngine(models.build(cfg.model, "tiny"), cfg, max_seq_len=MAX_LEN)
+    engine = LLMEngine(zoo.build(cfg.model, "tiny"), cfg, max_seq_len=MAX_LEN)
     app = create_app(engine, byte_tokenizer(engine.vocab_size), NAME, MAX_LEN)
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -161,7 +161,7 @@ def test_unknown_model_is_404_as_vllm(url):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_cli_serves_and_stops_on_a_signal(sig):
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    proc = subprocess.Popen([sys.executable, "-m", "tenancy.cli", "serve", "--http", "--port", "0", "--model",
+    proc = subprocess.Popen([sys.executable, "-m", "tenancy.cli.main", "serve", "--http", "--port", "0", "--model",
                              "llama-3.2-1b", "--size", "tiny", "--num-blocks", "64"],
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -184,7 +184,7 @@ def test_port_in_use_is_one_line_exit_2():
     sock = bind("127.0.0.1", 0)
     sock.listen()
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    r = subprocess.run([sys.executable, "-m", "tenancy.cli", "serve", "--http", "--port", str(sock.getsockname()[1]),
+    r = subprocess.run([sys.executable, "-m", "tenancy.cli.main", "serve", "--http", "--port", str(sock.getsockname()[1]),
                         "--size", "tiny"], env=env, capture_output=True, text=True, timeout=120)
     sock.close()
     assert r.returncode == 2 and r.stderr.strip().startswith("error: cannot listen on"), r.stderr
@@ -195,7 +195,7 @@ def test_an_engine_that_dies_fails_its_requests_and_health_says_so():
     from fastapi.testclient import TestClient
 
     cfg = ServingConfig(model="llama-3.2-1b", size="tiny", num_blocks=64)
-    engine = LLMEngine(models.build(cfg.model, "tiny"), cfg, max_seq_len=MAX_LEN)
+    engine = LLMEngine(zoo.build(cfg.model, "tiny"), cfg, max_seq_len=MAX_LEN)
 
     def step():
         raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")

@@ -8,7 +8,7 @@ import multiprocessing as mp
 import os
 import signal
 
-from tenancy.signals import GROUP_SIGNALS, accept_group_signals, children_start_held, ignore_group_signals
+from tenancy.core.signals import GROUP_SIGNALS, accept_group_signals, children_start_held, ignore_group_signals
 
 
 def _report_mask_then(conn, accept: bool) -> None:

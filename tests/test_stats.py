@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from tenancy import stats
+from tenancy.analysis import stats
 
 
 def test_colocation_formulas_match_their_definitions():

@@ -5,13 +5,12 @@ import json
 
 import pandas as pd
 import pytest
-
 from helpers import broken_weights, tiny
-from tenancy.launch import Interrupted, Launch
-from tenancy.runner import Runner, resolve
-from tenancy.scenario import parse_scenario
-from tenancy.scenario import Streams
-from tenancy.sharing.streams import CPU_NOTE, HOST_NOTE, StreamsMode, run_threads
+
+from tenancy.harness.launch import Interrupted, Launch
+from tenancy.harness.runner import Runner, resolve
+from tenancy.harness.scenario import Streams, parse_scenario
+from tenancy.harness.sharing.streams import CPU_NOTE, HOST_NOTE, StreamsMode, run_threads
 
 
 def test_cli_streams_run_measures_both_tenants_in_one_process(cpu_streams_run):
@@ -90,7 +89,7 @@ def test_cuda_timer_matches_the_wall_clock():
 
     import torch
 
-    from tenancy.timer import CudaTimer
+    from tenancy.harness.timer import CudaTimer
 
     x = torch.randn(4096, 4096, device="cuda", dtype=torch.float16)
     timer = CudaTimer()

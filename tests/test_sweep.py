@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import FAST, broken_weights, machine, tenancy, tiny, write_scenario
-from tenancy import environment, gpu
-from tenancy.errors import TenancyError
-from tenancy.matrix import Expanded
-from tenancy.scenario import parse_scenario
+
+from tenancy.core.errors import TenancyError
+from tenancy.gpu import devices, environment
+from tenancy.harness.matrix import Expanded
+from tenancy.harness.scenario import parse_scenario
 from tenancy.sweep import expand_all, plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +94,7 @@ def test_resume_reruns_only_what_is_missing(study, tmp_path):
 
 def test_a_changed_scenario_is_measured_again(study, tmp_path):
     _, suite, study_dir, _ = study
-    from tenancy.matrix import expand_file
+    from tenancy.harness.matrix import expand_file
     from tenancy.sweep import existing_status
 
     run = next(r for r in expand_file(suite / "solo.yaml") if r.name == "s.tenants=bert")
@@ -183,7 +183,7 @@ def test_compute_mode_refusals(monkeypatch):
     cards[0]["compute_mode"] = "prohibited"
     plans = {p.run.name: p for p in plan(runs, None, None, None, dry_run=True)}
     assert all("PROHIBITED" in p.skip for p in plans.values())
-    assert gpu.current(cards)[0] is cards[0]
+    assert devices.current(cards)[0] is cards[0]
 
 
 def test_bad_sources_are_one_line_errors(tmp_path):

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import machine, tiny
-from tenancy.errors import TenancyError
-from tenancy.matrix import Expanded
-from tenancy.scenario import parse_scenario
+
+from tenancy.core.errors import TenancyError
+from tenancy.harness.matrix import Expanded
+from tenancy.harness.scenario import parse_scenario
 from tenancy.sweep import Study, plan
 from tenancy.sweep.index import TASKS, write_task
 from tenancy.sweep.local import run_pool, visible_gpus
@@ -158,8 +158,9 @@ def test_a_task_plans_and_records_its_run_on_its_node(tmp_path, monkeypatch):
 def test_local_executor_pools_gpu_runs_over_the_visible_gpus(tmp_path, monkeypatch):
     """On a node with several GPUs visible, GPU runs go to the pool (one per GPU, by UUID) and CPU
     runs afterwards, one at a time in the sweep's process; with one GPU everything runs in-process."""
-    from tenancy import environment
-    from tenancy.sweep import command, local
+    from tenancy.cli import sweep
+    from tenancy.gpu import environment
+    from tenancy.sweep import local
 
     monkeypatch.setattr(environment, "nvml_gpus", lambda: GPUS[:4])
     monkeypatch.setattr(environment, "collect", lambda: {})
@@ -172,9 +173,9 @@ def test_local_executor_pools_gpu_runs_over_the_visible_gpus(tmp_path, monkeypat
     plans = plan_remote([_run("g1", device="cuda", tenants=[tiny("b", "bert-base")]),
                          _run("c", device="cpu", tenants=[tiny("b", "bert-base")]),
                          _run("g2", device="cuda", tenants=[tiny("b", "bert-base")])], Overrides())
-    assert command.run_local(plans, tmp_path, Overrides(), {}) == 0
+    assert sweep.run_local(plans, tmp_path, Overrides(), {}) == 0
     assert calls == [("pool", ["g1", "g2"], [GPUS[1]["uuid"], GPUS[3]["uuid"]]), ("inline", ["c"])]
     calls.clear()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
-    command.run_local(plans, tmp_path, Overrides(), {})
+    sweep.run_local(plans, tmp_path, Overrides(), {})
     assert calls == [("inline", ["g1", "c", "g2"])]

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import vllm_python
-from tenancy.hf_folder import TINY_LLAMA, build_folder
+
+from tenancy.models.hf_folder import TINY_LLAMA, build_folder
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ PROMPTS, OUTPUT_LEN = 12, 16
 def test_vllm_bench_serve_drives_our_openai_server(tmp_path):
     vllm_python()
     folder = build_folder(tmp_path / "llama", TINY_LLAMA)
-    server = subprocess.Popen([sys.executable, "-m", "tenancy.cli", "serve", "--http", "--port", "0",
+    server = subprocess.Popen([sys.executable, "-m", "tenancy.cli.main", "serve", "--http", "--port", "0",
                                "--weights", str(folder), "--num-blocks", "256"],
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

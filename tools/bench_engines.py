@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from bench_common import table
 from engines_report import agreement, length_errors, make_requests, summarize, throughput
 
@@ -91,7 +90,7 @@ def main() -> None:
         raise SystemExit("error: --prompt-len/--output-len are LO-HI with 1 <= LO <= HI") from None
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is None:
-            from tenancy.hf_folder import SMALL_LLAMA, build_folder
+            from tenancy.models.hf_folder import SMALL_LLAMA, build_folder
 
             args.model = build_folder(Path(tmp) / "model", SMALL_LLAMA, seed=args.seed)
         if not (args.model / "config.json").exists():

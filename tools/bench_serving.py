@@ -13,10 +13,10 @@ import argparse
 import time
 
 import torch
-
 from bench_common import sync, table
 from bench_decode import bench_breakdown, bench_steps, decoding_engine
-from tenancy.serving import ServingConfig, build_engine, run_serving, request_summary
+
+from tenancy.serving import ServingConfig, build_engine, request_summary, run_serving
 from tenancy.serving.model_runner import kv_bytes_per_block
 
 GPU_BANDWIDTH_GBS = {  # peak HBM bandwidth, GB/s (datasheets)
@@ -127,7 +127,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="llama-3.2-1b")
     p.add_argument("--size", default="tiny", choices=["tiny", "full"])
-    p.add_argument("--weights", default="random", help="random, or an HF folder (tenancy/hf_folder.py builds one)")
+    p.add_argument("--weights", default="random", help="random, or an HF folder (tenancy/models/hf_folder.py builds one)")
     p.add_argument("--dtype", default=None, help="default float16 on cuda, float32 on cpu")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--sections", default="steps,breakdown,saturation,curve,offline,bandwidth")

@@ -4,7 +4,7 @@
 
 For each workload it times N iterations of `task.step` in a bare loop (one synchronisation at
 the end of each iteration on CUDA, as the harness does), then the same N through
-`tenancy.tenant.measure` (timer, NVTX ranges, bookkeeping, the done/abort checks), and prints
+`tenancy.harness.tenant.measure` (timer, NVTX ranges, bookkeeping, the done/abort checks), and prints
 the difference per iteration. A no-op workload isolates the fixed cost. Medians of 5 rounds.
 """
 from __future__ import annotations
@@ -18,11 +18,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from tenancy.scenario import Tenant
-from tenancy.sync import ThreadSync
-from tenancy.tasks import build_task
-from tenancy.tenant import COLUMNS, Job, measure
-from tenancy.timer import make_timer
+from tenancy.core.sync import ThreadSync
+from tenancy.harness.scenario import Tenant
+from tenancy.harness.tasks import build_task
+from tenancy.harness.tenant import COLUMNS, Job, measure
+from tenancy.harness.timer import make_timer
 
 
 class NoOp:

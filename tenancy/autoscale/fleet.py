@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from tenancy.autoscale.replica import ReplicaSpec, replica_main
-from tenancy.launch import environ
-from tenancy.signals import children_start_held
+from tenancy.core.env_vars import environ
+from tenancy.core.signals import children_start_held
 
 
 @dataclass

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from tenancy.signals import ignore_group_signals
+from tenancy.core.signals import ignore_group_signals
 
 STATS_EVERY_NS = 100_000_000
 
@@ -79,12 +79,12 @@ class EngineAdapter:
     """Our iteration-level engine behind the replica loop's small interface."""
 
     def __init__(self, spec: ReplicaSpec) -> None:
-        from tenancy import models
+        from tenancy.models import zoo
         from tenancy.serving.api import llm_engine
         from tenancy.serving.config import ServingConfig
 
         cfg = ServingConfig.model_validate(spec.serving)
-        hf = models.build(cfg.model, cfg.size, cfg.dtype_on(spec.device), spec.device, cfg.weights, cfg.seed)
+        hf = zoo.build(cfg.model, cfg.size, cfg.dtype_on(spec.device), spec.device, cfg.weights, cfg.seed)
         self.loaded_ns = time.perf_counter_ns()  # model load ends here; the engine's warm-up follows
         self.engine = llm_engine(cfg, hf)
         self.seqs: dict[int, object] = {}
@@ -117,7 +117,7 @@ class EngineAdapter:
 
 def replica_main(spec: ReplicaSpec, conn) -> None:
     """Entry point of a spawned replica: build, report ready, serve until told to stop."""
-    from tenancy.tenant import apply_env
+    from tenancy.core.env_vars import apply_env
 
     ignore_group_signals()  # the parent stops us
     apply_env(spec.env)

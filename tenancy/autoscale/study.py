@@ -10,21 +10,22 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from tenancy import environment, results
 from tenancy.autoscale.capacity import Capacity, duration_s, rate_function
 from tenancy.autoscale.config import AutoscaleConfig, check_scenario
 from tenancy.autoscale.metrics import summarize
 from tenancy.autoscale.policies.base import Context
 from tenancy.autoscale.replica import ReplicaSpec
 from tenancy.autoscale.simulate import ServiceModel, simulate
+from tenancy.core import results
+from tenancy.gpu import environment
 from tenancy.serving.config import ServingConfig
 
 
 def vocab_size(cfg: ServingConfig) -> int:
-    from tenancy import models
+    from tenancy.models import zoo
 
     if cfg.weights in ("random", "pretrained"):
-        return models.get(cfg.model).make_config(cfg.size).vocab_size
+        return zoo.get(cfg.model).make_config(cfg.size).vocab_size
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(cfg.weights).vocab_size

@@ -5,8 +5,8 @@ from typing import Optional
 
 from pydantic import Field
 
+from tenancy.core.validation import Strict
 from tenancy.serving.config import SLOs, WorkloadConfig
-from tenancy.validation import Strict
 
 
 class EndpointConfig(Strict):

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
+from tenancy.core.sync import Quota
 from tenancy.endpoint.client import drive
 from tenancy.endpoint.process import EndpointError, Server, free_port
 from tenancy.serving import workload
-from tenancy.sync import Quota
 
 
 @dataclass
@@ -39,9 +39,9 @@ def log_path(job) -> Path:
 
 
 def _vocab_size(tenant) -> int:
-    from tenancy import models
+    from tenancy.models import zoo
 
-    return int(models.get(tenant.model).make_config(tenant.size).vocab_size)
+    return int(zoo.get(tenant.model).make_config(tenant.size).vocab_size)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ verdict is `slower`); otherwise it is "indistinguishable from no interference". 
 first, so a reader sees what "no effect" looks like on this machine before any effect. Things
 that cannot be true (STP above the number of tenants, a tenant faster shared than alone) are
 listed as measurement artefacts, never as findings. Aggregates over tenant sets use
-`tenancy.stats.t_interval` across the sets (each set one value) and say so.
+`tenancy.analysis.stats.t_interval` across the sets (each set one value) and say so.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tenancy import stats as tstats
+from tenancy.analysis import stats as tstats
 
 COMPARISON, CONTROL, PAIRS, CATEGORIES = ("Comparison", "What no effect looks like on this machine", "Pairs",
                                          "Mixed against same-kind tenant sets")

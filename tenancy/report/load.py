@@ -16,9 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from tenancy import models, results
-from tenancy.errors import TenancyError
-from tenancy.scenario import stored_scenario, work_key
+from tenancy.core import results
+from tenancy.core.errors import TenancyError
+from tenancy.harness.scenario import stored_scenario, work_key
+from tenancy.models import zoo
 
 CATEGORIES = ("encoders only", "decoders only", "mixed")
 _NOT_WORK = ("name", "description", "sharing", "monitor_interval_ms", "repeats", "seed")  # how often / in which order is not what was measured
@@ -188,7 +189,7 @@ def by_gpu_model(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 def _kind(model: str) -> str:
     try:
-        return models.get(model).kind
+        return zoo.get(model).kind
     except ValueError:
         return "unknown"
 
@@ -197,9 +198,9 @@ def model_order(present=None) -> list[str]:
     """Models in the zoo's order (encoders first, then decoders by size); given the models
     `present`, those of them, folder models after the zoo's, by name."""
     if present is None:
-        return list(models.ZOO)
+        return list(zoo.ZOO)
     present = set(present)
-    return [m for m in models.ZOO if m in present] + sorted(present - set(models.ZOO))
+    return [m for m in zoo.ZOO if m in present] + sorted(present - set(zoo.ZOO))
 
 
 def environments(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """The report's roofline: every tenant on its device's roofline alone and shared, and the predicted
-slowdowns (tenancy.predict) against the measured ones.
+slowdowns (tenancy.analysis.predict) against the measured ones.
 
 Peaks come from each run's manifest. Runs measured before peaks were recorded get peaks measured
 now, on this machine, when they ran on a CPU (a GPU run without peaks is left out): the table says
@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tenancy import floors, peaks, predict, roofline
+from tenancy.analysis import floors, predict, roofline
+from tenancy.gpu import peaks
 from tenancy.report.stats import num
 
 FROM_RUN, AT_REPORT = "run", "measured at report time on this machine"

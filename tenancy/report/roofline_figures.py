@@ -59,7 +59,7 @@ def roofline_plot(table: pd.DataFrame, out: Path) -> dict[str, Any]:
             "mean_ms", "floor_ms", "bound", "mfu", "mbu", "peak_gflops", "peak_gbps", "peaks"]
     return figure("roofline", title,
                   "Each dot is one tenant copy of one run: its step's FLOPs over its bytes (the model config's "
-                  "formulas, tenancy/roofline.py) against the FLOP/s its mean latency achieved; filled: alone, "
+                  "formulas, tenancy/analysis/roofline.py) against the FLOP/s its mean latency achieved; filled: alone, "
                   "hollow: shared. The black roof is what the measured peaks allow (a GEMM for FLOP/s, a copy for "
                   "bytes/s); the distance below it is time the roofline does not explain. A dot above the roof "
                   "would be a measurement error. No intervals: each dot is a mean latency (the per-tenant table has "
@@ -96,7 +96,7 @@ def prediction_plot(pred: pd.DataFrame, out: Path) -> dict[str, Any]:
                   "Each tenant's demand alone (compute: its FLOP/s over the peak; memory: its bytes/s over the peak; "
                   "slots: on a CPU its threads over the cores, on a GPU under time-slicing the whole GPU) predicts "
                   "its slowdown next to its neighbours: a resource whose summed demand exceeds 1 slows every tenant "
-                  "using it by that sum (tenancy/predict.py). error = predicted / measured - 1; explained = the "
+                  "using it by that sum (tenancy/analysis/predict.py). error = predicted / measured - 1; explained = the "
                   "prediction lies inside the measured interval. Where it does not, the interference is something "
                   "the roofline does not model (scheduling, caches, the host)." + summary + intervals_caption(pred) + " "
                   + _peaks_note(pred),

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tenancy import results  # noqa: E402
+from tenancy.core import results  # noqa: E402
 from tenancy.report.figures import _save, _style, figure  # noqa: E402
 
 COLUMNS = ["mode", "policy", "efficiency", "replica_seconds", "mean_replicas", "time_above_slo", "slo_attainment",

@@ -4,7 +4,7 @@ Nothing here re-derives a slowdown or an interval from samples: a run's per-tena
 STP, ANTT and fairness with their intervals and verdicts are the ones its analysis wrote
 (summary.csv, metrics.json). The report adds one thing: run directories of the same work under the
 same sharing mode (a `cell`) are repeats of one measurement, so their per-repeat values are
-pooled and the interval is the one across all of them (`tenancy.stats.interval`).
+pooled and the interval is the one across all of them (`tenancy.analysis.stats.interval`).
 Old run directories (schema 1, no per-repeat results) count as one repeat each and have no
 interval of their own. Every row says what its interval covers (`basis`).
 """
@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from tenancy import stats as tstats
+from tenancy.analysis import stats as tstats
 
 METRICS = ("stp", "antt", "fairness", "min_max_fairness")
 MAX_PLOT_SAMPLES = 3000  # per box in the distribution figures
@@ -172,7 +172,7 @@ def ci_note(basis: str, n_repeats: int, n_runs: int) -> str:
 def _combine(metric: str, runs: list[dict[str, Any]], single: tuple[float, float, float],
              values: Iterable[list[float]]) -> tuple[float, float, float]:
     """One run: its own (point, lo, hi). Several: the interval across all their repeats, by the
-    run analysis's own rule (`tenancy.stats.interval`)."""
+    run analysis's own rule (`tenancy.analysis.stats.interval`)."""
     if len(runs) == 1:
         return single
     return tstats.interval(metric, [v for vs in values for v in vs])

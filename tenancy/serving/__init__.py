@@ -9,7 +9,7 @@ the real-time arrival loop), hf_baseline (transformers `generate`), workload (ar
 traces), metrics (per-request records, summary), config, api (harness entry points), cli
 (`tenancy serve`), tenant (the engine as a harness tenant).
 
-Names are imported lazily so that `import tenancy.serving.cli` (CLI start-up) stays light.
+Names are imported lazily so that `import tenancy.cli.serve` (CLI start-up) stays light.
 """
 from __future__ import annotations
 

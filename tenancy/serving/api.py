@@ -20,10 +20,10 @@ def build_engine(cfg: ServingConfig, device: str = "cpu", hf_model=None,
                  mem_limit_bytes: Optional[int] = None) -> Union[LLMEngine, HFEngine]:
     """Model (random or given weights) + engine, warmed up. `hf_model` overrides cfg.model;
     `mem_limit_bytes` (a tenant's MPS pinned-memory limit) bounds the KV pool (memory.py)."""
-    from tenancy import models
+    from tenancy.models import zoo
 
     if hf_model is None:
-        hf_model = models.build(cfg.model, cfg.size, cfg.dtype_on(device), device, cfg.weights, cfg.seed)
+        hf_model = zoo.build(cfg.model, cfg.size, cfg.dtype_on(device), device, cfg.weights, cfg.seed)
     if cfg.engine == "hf":
         engine = HFEngine(hf_model, cfg)
         engine.warmup()
@@ -71,11 +71,13 @@ def run_serving(cfg: ServingConfig, device: str = "cpu", start_ns: Optional[int]
 def write_run(out_dir: Union[str, Path], cfg: ServingConfig, df: pd.DataFrame, device: str,
               extra: Optional[dict] = None, interrupted: bool = False) -> dict:
     """A `tenancy serve` run directory (results.write_serving); returns its summary row."""
-    from tenancy import results
+    from tenancy.core import results
+    from tenancy.gpu import environment
 
     summary = {"engine": cfg.engine, "model": cfg.model, "size": cfg.size, **request_summary(df, cfg.slos)}
     ok = len(df) > 0 and (df["status"] == "finished").all()
     status = "interrupted" if interrupted else "complete" if ok else "failed"
     results.write_serving(Path(out_dir), df, summary, {
-        "status": status, "device": device, "config": json.loads(cfg.model_dump_json()), **(extra or {})})
+        "status": status, "device": device, "config": json.loads(cfg.model_dump_json()),
+        "environment": environment.collect(), **(extra or {})})
     return summary

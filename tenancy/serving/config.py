@@ -12,7 +12,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from tenancy.validation import Strict
+from tenancy.core.validation import Strict
 
 Length = Union[int, tuple[int, int]]  # fixed, or uniform [lo, hi] inclusive
 
@@ -125,9 +125,9 @@ def model_problem(model: str, size: str, engine: str) -> Optional[str]:
     """Why this model cannot be served, or None: an encoder, a folder model asked for `size: tiny`,
     an architecture our engine (iteration or request) has no kernels for; `hf` runs any decoder.
     An unknown name raises UnknownModel (a ValueError) saying what was looked for."""
-    from tenancy import models
+    from tenancy.models import zoo
 
-    spec = models.get(model)
+    spec = zoo.get(model)
     if spec.kind != "decoder":
         return f"{model} is an encoder; serving needs a decoder"
     if size == "tiny" and spec.path is not None:
@@ -169,9 +169,9 @@ class ServingConfig(EngineConfig):
     @field_validator("model")
     @classmethod
     def _known_decoder(cls, model: str) -> str:
-        from tenancy import models
+        from tenancy.models import zoo
 
-        if models.get(model).kind != "decoder":  # get raises UnknownModel (a ValueError) saying what it looked for
+        if zoo.get(model).kind != "decoder":  # get raises UnknownModel (a ValueError) saying what it looked for
             raise ValueError(f"{model} is an encoder; serving needs a decoder")
         return model
 

@@ -17,7 +17,8 @@ import torch
 from tenancy.serving import memory
 from tenancy.serving.config import ServingConfig
 from tenancy.serving.models import from_hf
-from tenancy.serving.models.attention import Spans, long_tensor, make_backend, resolve
+from tenancy.serving.models.attention import make_backend, resolve
+from tenancy.serving.models.paged_kv import Spans, long_tensor
 from tenancy.serving.sampler import Sampler
 from tenancy.serving.scheduler import Batch
 from tenancy.serving.sequence import PENDING, Sequence

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tenancy.core.sync import Quota
 from tenancy.serving.config import ServingConfig
-from tenancy.sync import Quota
 
 
 @dataclass

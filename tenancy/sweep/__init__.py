@@ -11,7 +11,6 @@ does not stop the others.
   resume.py    complete already? set aside what is not              index.py    study.json, sweep.csv, task rows
   task.py      one run, wherever it executes                        progress.py the bars
   local.py     in this process, or one run per GPU at once          slurm.py    job arrays through submitit
-  command.py   the `tenancy sweep` command
 """
 from tenancy.sweep.discover import CONTROL_PREFIX, expand_all, scenario_files, select, with_control
 from tenancy.sweep.index import STUDY_JSON, SWEEP_CSV, Study
@@ -19,15 +18,10 @@ from tenancy.sweep.plan import Overrides, Planned, dry_run_table, plan
 from tenancy.sweep.resume import ASIDE, existing_status, set_aside
 
 __all__ = ["ASIDE", "CONTROL_PREFIX", "STUDY_JSON", "SWEEP_CSV", "Overrides", "Planned", "Study", "dry_run_table",
-           "existing_status", "expand_all", "plan", "scenario_files", "select", "set_aside", "sweep",
-           "with_control"]
+           "existing_status", "expand_all", "plan", "scenario_files", "select", "set_aside", "with_control"]
 
 
 def __getattr__(name: str):
-    if name == "sweep":  # the click command (imports rich tables and pandas): on demand
-        from tenancy.sweep.command import sweep
-
-        return sweep
     if name == "run_study":
         from tenancy.sweep.local import run_study
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from tenancy.errors import TenancyError
-from tenancy.matrix import Expanded, expand_file
-from tenancy.scenario import Scenario, Timeslice
+from tenancy.core.errors import TenancyError
+from tenancy.harness.matrix import Expanded, expand_file
+from tenancy.harness.scenario import Scenario, Timeslice
 
 CONTROL_PREFIX = "control"
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from tenancy import results
-from tenancy.errors import TenancyError
+from tenancy.core import results
+from tenancy.core.errors import TenancyError
 
 STUDY_JSON, SWEEP_CSV, TASKS = "study.json", "sweep.csv", "_tasks"
 SCHEMA_VERSION = 1

@@ -12,9 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from tenancy import environment, gpu
-from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from tenancy.signals import children_start_held
+from tenancy.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from tenancy.core.signals import children_start_held
+from tenancy.gpu import devices, environment
 from tenancy.sweep.index import TASKS, Study, read_tasks
 from tenancy.sweep.plan import Planned
 from tenancy.sweep.task import TaskSpec, execute
@@ -50,9 +50,9 @@ def visible_gpus(gpus: list[dict[str, Any]], visible: str | None) -> list[dict[s
         return list(gpus)
     out: list[dict[str, Any]] = []
     for entry in visible.split(","):
-        card, _ = gpu.choose(gpus, entry.strip())
+        card, _ = devices.choose(gpus, entry.strip())
         if card is None:
-            if entry.strip() in gpu.HIDDEN:
+            if entry.strip() in devices.HIDDEN:
                 break  # CUDA stops at the first invalid entry
             continue
         if all(card["uuid"] != c["uuid"] for c in out):
@@ -73,7 +73,7 @@ def launch_pinned(spec: TaskSpec, uuid: str) -> subprocess.Popen:
     (folder / "specs").mkdir(parents=True, exist_ok=True)
     path = folder / "specs" / f"{spec.name}.json"  # not a row: outside the rows' folder level
     path.write_text(json.dumps(asdict(spec), default=str))
-    env = {**os.environ, **gpu.process_env({"uuid": uuid})}
+    env = {**os.environ, **devices.process_env({"uuid": uuid})}
     log = open(folder / f"{spec.name}.log", "ab")
     with children_start_held():  # the task takes a Ctrl-C once it can write its row
         return subprocess.Popen([sys.executable, "-m", "tenancy.sweep.task", str(path)], env=env,

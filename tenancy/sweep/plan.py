@@ -8,10 +8,11 @@ from typing import Any
 
 from rich.table import Table
 
-from tenancy import environment, preflight
-from tenancy.errors import TenancyError
-from tenancy.matrix import Expanded
-from tenancy.scenario import Scenario
+from tenancy.core.errors import TenancyError
+from tenancy.gpu import environment
+from tenancy.harness import preflight
+from tenancy.harness.matrix import Expanded
+from tenancy.harness.scenario import Scenario
 from tenancy.sweep.resume import existing_status
 
 
@@ -46,8 +47,8 @@ def _repeats(scenario: Scenario, repeats: int | None) -> Scenario:
 def plan(runs: list[Expanded], device: str | None, iterations: int | None, warmup: int | None,
          dry_run: bool = False, repeats: int | None = None) -> list[Planned]:
     """Resolve every run for this machine and decide which cannot run here (and why)."""
-    from tenancy import sharing
-    from tenancy.runner import resolve, resolve_on
+    from tenancy.harness import sharing
+    from tenancy.harness.runner import resolve, resolve_on
 
     gpus = environment.nvml_gpus()
     host = environment.host_memory_mib()["available_mib"]
@@ -78,8 +79,8 @@ def plan_remote(runs: list[Expanded], ov: Overrides) -> list[Planned]:
     """Plan runs for other machines (Slurm nodes): resolved for the device they will get (`auto`
     means a GPU there), with memory estimates for the job's limits; what this login node has is
     not checked, each node plans its own run again before running it."""
-    from tenancy import estimate
-    from tenancy.runner import resolve_on
+    from tenancy.harness import estimate
+    from tenancy.harness.runner import resolve_on
 
     out = []
     for r in runs:

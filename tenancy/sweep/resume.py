@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tenancy import results
-from tenancy.errors import TenancyError
-from tenancy.scenario import Scenario, stored_scenario
+from tenancy.core import results
+from tenancy.core.errors import TenancyError
+from tenancy.harness.scenario import Scenario, stored_scenario
 
 ASIDE = "_aside"
 IGNORED_SCENARIO_KEYS = ("description",)  # not part of what was measured

@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import submitit
 
-from tenancy import results
-from tenancy.errors import EXIT_FAILED, EXIT_OK, TenancyError
+from tenancy.core import results
+from tenancy.core.errors import EXIT_FAILED, EXIT_OK, TenancyError
 from tenancy.sweep.index import Study
 from tenancy.sweep.plan import Planned
 from tenancy.sweep.task import TaskSpec, run_task

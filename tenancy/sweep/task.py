@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tenancy import environment, gpu, results
-from tenancy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, TenancyError
-from tenancy.matrix import Expanded
-from tenancy.scenario import Scenario
-from tenancy.signals import accept_group_signals
+from tenancy.core import results
+from tenancy.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, TenancyError
+from tenancy.core.signals import accept_group_signals
+from tenancy.gpu import devices, environment
+from tenancy.harness.matrix import Expanded
+from tenancy.harness.scenario import Scenario
 from tenancy.sweep.index import write_task
 from tenancy.sweep.plan import Overrides, Planned, plan
 from tenancy.sweep.resume import existing_status, set_aside
@@ -27,7 +28,7 @@ from tenancy.sweep.resume import existing_status, set_aside
 
 def placement(device: str = "cuda") -> dict[str, Any]:
     """Where this process runs: node, the GPU a run here uses (by UUID; none on the CPU), the Slurm job."""
-    card = gpu.current(environment.nvml_gpus())[0] if device == "cuda" else None
+    card = devices.current(environment.nvml_gpus())[0] if device == "cuda" else None
     slurm = environment.slurm_job()
     return {"node": socket.gethostname(), "gpu_name": card.get("name") if card else None,
             "gpu_uuid": card.get("uuid") if card else None, "slurm_job_id": slurm.get("id")}
@@ -44,7 +45,7 @@ def execute(p: Planned, study_dir: Path, row: dict[str, Any], on_event: Callable
             on_start: Callable[[dict[str, Any]], None] | None = None) -> bool:
     """Run `p` into STUDY/<run> unless it is done already, updating `row`; True when it was resumed
     (found complete, not run)."""
-    from tenancy.runner import Runner
+    from tenancy.harness.runner import Runner
 
     r = p.run
     run_dir = study_dir / r.name

@@ -11,8 +11,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from tenancy.serving.engine import LLMEngine
 from tenancy.serving.http.bridge import EngineThread, Stream
-from tenancy.serving.http.protocol import (Choice, CompletionRequest, CompletionResponse, ErrorInfo,
-                                           ErrorResponse, ModelCard, ModelList, Usage)
+from tenancy.serving.http.protocol import (
+    Choice,
+    CompletionRequest,
+    CompletionResponse,
+    ErrorInfo,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    Usage,
+)
 from tenancy.serving.sequence import SamplingParams
 
 

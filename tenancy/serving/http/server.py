@@ -12,7 +12,7 @@ import socket
 
 import click
 
-from tenancy.errors import TenancyError
+from tenancy.core.errors import TenancyError
 from tenancy.serving.config import ServingConfig
 
 DEFAULT_MAX_LEN = 4096  # a KV pool and a position check sized for this unless --max-model-len
@@ -20,7 +20,7 @@ DEFAULT_MAX_LEN = 4096  # a KV pool and a position check sized for this unless -
 
 def load_tokenizer(cfg: ServingConfig, vocab_size: int):
     if cfg.weights == "random":
-        from tenancy.hf_folder import byte_tokenizer
+        from tenancy.models.hf_folder import byte_tokenizer
 
         return byte_tokenizer(vocab_size)
     from transformers import AutoTokenizer
@@ -49,18 +49,18 @@ def run_server(cfg: ServingConfig, device: str) -> None:
     except ImportError:
         raise TenancyError("--http needs the serve extra: pip install 'tenancy[serve]'") from None
 
-    from tenancy import models
+    from tenancy.models import zoo
     from tenancy.serving.engine import LLMEngine
     from tenancy.serving.http.app import create_app
     from tenancy.serving.models import max_model_len
 
     if cfg.engine != "iteration":
         raise TenancyError(f"--http serves the iteration engine; got engine: {cfg.engine}")
-    problem = models.weights_problem(cfg.weights)
+    problem = zoo.weights_problem(cfg.weights)
     if problem:
         raise TenancyError(problem)
     sock = bind(cfg.http.host, cfg.http.port)
-    hf = models.build(cfg.model, cfg.size, cfg.dtype_on(device), device, cfg.weights, cfg.seed)
+    hf = zoo.build(cfg.model, cfg.size, cfg.dtype_on(device), device, cfg.weights, cfg.seed)
     limit = max_model_len(hf.config) or DEFAULT_MAX_LEN
     max_len = min(cfg.http.max_model_len or min(limit, DEFAULT_MAX_LEN), limit)
     try:

@@ -16,8 +16,8 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from tenancy.serving.models.attention import Spans, live, store_kv, window_mask
-from tenancy.serving.models.attention import long_tensor as _long
+from tenancy.serving.models.paged_kv import Spans, live, store_kv, window_mask
+from tenancy.serving.models.paged_kv import long_tensor as _long
 
 
 class Group(NamedTuple):

@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from tenancy.serving.models.attention import Spans, live, store_kv
+from tenancy.serving.models.paged_kv import Spans, live, store_kv
 
 WORKSPACE_BYTES = 128 * 1024 * 1024  # FlashInfer's documented example size
 

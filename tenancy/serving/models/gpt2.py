@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tenancy.serving.models.activations import activation
-from tenancy.serving.models.attention import Backend
+from tenancy.serving.models.paged_kv import Backend
 
 
 class Conv1D(nn.Module):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tenancy.serving.models.activations import activation
-from tenancy.serving.models.attention import Backend
+from tenancy.serving.models.paged_kv import Backend
 
 
 class RMSNorm(nn.Module):

@@ -1,0 +1,1 @@
+"""From samples to numbers: windows and slowdowns, statistics, rooflines, predictions, advice."""

@@ -1,0 +1,1 @@
+"""The `tenancy` commands, one module each."""
