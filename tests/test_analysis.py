@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tenancy.analysis import slowdown, stats
+from tenancy.analysis import slowdown, stats, window
 from tenancy.harness.runner import phase_orders
 
 MS = 1_000_000
@@ -43,8 +43,8 @@ def run(repeat_slowdowns: list[dict[str, float]], solo: dict[str, float] | None 
     for r, sd in enumerate(repeat_slowdowns):
         t = r * 10_000 * MS
         for i, (name, base) in enumerate(solo.items()):
-            frames.append(slowdown.mark_window(launch("solo", r, {name: base}, t0=t, seed=10 * r + i, **kw)))
-        frames.append(slowdown.mark_window(launch("shared", r, {k: solo[k] * sd[k] for k in solo}, t0=t + 5000 * MS,
+            frames.append(window.mark_window(launch("solo", r, {name: base}, t0=t, seed=10 * r + i, **kw)))
+        frames.append(window.mark_window(launch("shared", r, {k: solo[k] * sd[k] for k in solo}, t0=t + 5000 * MS,
                                                   seed=10 * r + 9, **kw)))
     return pd.concat(frames, ignore_index=True)
 
@@ -56,17 +56,17 @@ def test_window_is_all_tenants_running_with_the_late_starter_tolerated():
     first one, 30% of which ran before the slow tenant started."""
     fast = launch("shared", 0, {"a": 1.0}, n=250)
     slow = launch("shared", 0, {"b": 10.0}, n=20, offsets={"b": 300_000})
-    df = slowdown.mark_window(pd.concat([fast, slow], ignore_index=True))
+    df = window.mark_window(pd.concat([fast, slow], ignore_index=True))
     a, b = df[df.tenant == "a"], df[df.tenant == "b"]
     assert b["in_window"].all()
     assert not a["in_window"].iloc[0] and a["in_window"].iloc[1:200].all()
     assert not a.loc[a["start_ns"] >= b["end_ns"].max(), "in_window"].any()
-    assert slowdown.overlap(df)[("b", 0)] == 1.0
+    assert window.overlap(df)[("b", 0)] == 1.0
 
 
 def test_window_closes_where_the_launcher_saw_a_tenant_stop():
     df = launch("shared", 0, {"a": 1.0}, n=100)  # the killed neighbour's samples were lost with it
-    closed = slowdown.mark_window(df, close_ns=30 * MS)
+    closed = window.mark_window(df, close_ns=30 * MS)
     assert closed["in_window"].sum() == 30
     assert (closed.loc[closed["in_window"], "end_ns"] <= 30 * MS).all()
 
@@ -77,7 +77,7 @@ def test_a_sample_straddling_an_early_close_is_out_even_when_most_of_it_is_insid
     df = launch("shared", 0, {"a": 1.0}, n=100)
     first = df.sort_values("start_ns").iloc[30]
     close = int(first["start_ns"] + 0.95 * (first["end_ns"] - first["start_ns"]))
-    closed = slowdown.mark_window(df, close_ns=close)
+    closed = window.mark_window(df, close_ns=close)
     assert not closed.loc[first.name, "in_window"]
     assert closed["in_window"].sum() == 30 and (closed.loc[closed["in_window"], "end_ns"] <= close).all()
 
@@ -90,7 +90,7 @@ def test_open_loop_requests_count_when_they_arrive_inside_the_window():
     req[["start_ns", "end_ns", "latency_ms"]] = [[0, 100 * MS, 100.0],   # arrives before the open
                                                  [20 * MS, 200 * MS, 180.0],  # arrives inside, ends after
                                                  [59 * MS, 61 * MS, 2.0]]
-    df = slowdown.mark_window(pd.concat([enc, req], ignore_index=True))
+    df = window.mark_window(pd.concat([enc, req], ignore_index=True))
     llm = df[df.tenant == "llm"]
     assert llm["in_window"].tolist() == [False, True, True]
     assert not enc.empty and df[df.tenant == "a"]["in_window"].sum() >= 49
@@ -100,10 +100,10 @@ def test_incomplete_when_a_tenant_has_nothing_in_the_window():
     enc = launch("shared", 0, {"a": 1.0}, n=50, offsets={"a": 10 * MS})
     req = launch("shared", 0, {"llm": 1.0}, n=2)
     req[["start_ns", "end_ns"]] = [[0, 5 * MS], [1 * MS, 70 * MS]]  # every request arrived before a started
-    df = slowdown.mark_window(pd.concat([enc, req], ignore_index=True))
-    why = slowdown.incomplete(df, [("shared", 0, "a", 0), ("shared", 0, "llm", 0)])
+    df = window.mark_window(pd.concat([enc, req], ignore_index=True))
+    why = window.incomplete(df, [("shared", 0, "a", 0), ("shared", 0, "llm", 0)])
     assert why == ["shared llm#0 (repeat 0): nothing in the common window"]
-    assert slowdown.incomplete(df, [("shared", 0, "a", 0)]) == []
+    assert window.incomplete(df, [("shared", 0, "a", 0)]) == []
 
 
 # --- repeats are the unit --------------------------------------------------------------------

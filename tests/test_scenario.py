@@ -89,17 +89,31 @@ def test_shipped_scenarios_validate():
         assert runs and all(run.scenario.tenants for run in runs)
 
 
-def test_readme_scenario_example_is_valid():
-    """The annotated example in the README stays a valid scenario."""
+def _first_yaml_block(name: str) -> dict:
     from pathlib import Path
 
     import yaml
 
-    text = (Path(__file__).parent.parent / "README.md").read_text()
-    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
-    scenario = parse_scenario(yaml.safe_load(block), "README.md")
+    text = (Path(__file__).parent.parent / name).read_text()
+    return yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+
+
+def test_the_annotated_scenario_example_is_valid():
+    """The annotated example of docs/scenarios.md stays a valid scenario."""
+    scenario = parse_scenario(_first_yaml_block("docs/scenarios.md"), "docs/scenarios.md")
     assert [t.task for t in scenario.tenants] == ["forward", "generate"]
     assert scenario.tenants[1].mps.active_thread_percentage == 50 and scenario.tenants[0].copies == 4
+
+
+def test_the_readme_example_is_the_demo_scenario():
+    """The README shows scenarios/demo-cpu.yaml and the output of running it: the two must agree."""
+    from pathlib import Path
+
+    import yaml
+
+    demo = yaml.safe_load((Path(__file__).parent.parent / "scenarios" / "demo-cpu.yaml").read_text())
+    shown = parse_scenario(_first_yaml_block("README.md"), "README.md")
+    assert shown == parse_scenario({k: v for k, v in demo.items() if k != "description"}, "demo-cpu.yaml")
 
 
 def test_sharing_is_a_tagged_block_with_the_string_as_shorthand():

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
 
 from tenancy.gpu import devices, environment
 from tenancy.gpu.mps_daemon import running_daemons
@@ -193,3 +198,28 @@ def _seed(seed_study: Path, card: dict[str, Any] | None) -> Check:
         return Check("seed study", "ok", f"all {len(runs)} runs fit; {largest}")
     return Check("seed study", "warn", f"{len(runs) - len(too_big)} of {len(runs)} runs fit; e.g. {too_big[0]}",
                  f"tenancy sweep {seed_study} --dry-run lists them; the sweep skips what does not fit")
+
+
+@click.command("doctor")
+@click.option("--json", "json_out", is_flag=True, help="Print the checks as JSON (for scripts).")
+def doctor_cmd(json_out: bool) -> None:
+    """Check this machine before a study: GPUs, driver and torch, MPS, nsys, NVML, memory.
+
+    Exit 0 when nothing blocks a GPU run here, 1 when something does (each row says how to fix it).
+    """
+    import json
+
+    rows = checks()
+    if json_out:
+        click.echo(json.dumps(as_json(rows), indent=2))
+    else:
+        table = Table(title="tenancy doctor")
+        for col in ("check", "status", "detail", "fix"):
+            table.add_column(col, overflow="fold")
+        colours = {"ok": "green", "info": "cyan", "warn": "yellow", "block": "bold red"}
+        for r in rows:
+            table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", r.detail, r.fix)
+        Console().print(table)
+        blocking = [r.name for r in rows if r.status == "block"]
+        Console().print(f"blocked by: {', '.join(blocking)}" if blocking else "nothing blocks a run here")
+    sys.exit(1 if blocked(rows) else 0)

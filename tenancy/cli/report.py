@@ -43,14 +43,14 @@ def build(paths: list[str], out: Path, compare: list[str] | None = None,
 
 
 def _figures(runs: list[dict[str, Any]], a: dict[str, Any], figdir: Path) -> list[dict[str, Any]]:
-    from tenancy.report import figures, stats
+    from tenancy.report import figures, stats, timeline_figures
 
     figs = figures.latency_distributions(stats.latency_samples(runs), figdir)
     figs.append(figures.pair_matrix(a["matrix"], figdir))
     figs.append(figures.colocation_metrics(a["cells"], figdir))
     figs.append(figures.scaling_curves(a["scaling"], figdir))
     figs.append(figures.sharing_side_by_side(a["sharing"], figdir))
-    figs += figures.timelines(runs, figdir)
+    figs += timeline_figures.timelines(runs, figdir)
     return figs + _roofline_figures(runs, a, figdir)
 
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from tenancy.analysis import slowdown
+from tenancy.analysis import slowdown, window
 from tenancy.core import results
 from tenancy.core.env_vars import environ
 from tenancy.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -216,11 +216,11 @@ class Runner:
                                   "status": o.status, "message": o.message, "pid": o.pid,
                                   "exitcode": o.exitcode, "threads": j.threads, "samples": len(df),
                                   "env": sharing.recorded_env(j.env)})
-        launch_df = slowdown.mark_window(pd.concat(frames, ignore_index=True), launch.stopped_ns)
+        launch_df = window.mark_window(pd.concat(frames, ignore_index=True), launch.stopped_ns)
         if launch.stopped_ns is not None:
             self.manifest["window_closed_early"].append(
                 {"phase": launch.jobs[0].phase, "repeat": launch.jobs[0].repeat, "at_ns": launch.stopped_ns})
-        for (tenant, copy), frac in slowdown.overlap(launch_df).items():
+        for (tenant, copy), frac in window.overlap(launch_df).items():
             for r in self.statuses[-len(frames):]:
                 if (r["tenant"], r["copy"]) == (tenant, copy):
                     r["overlap"] = frac
@@ -235,7 +235,7 @@ class Runner:
         orders = dict(enumerate(self.manifest["orders"]))
         summary, metrics = slowdown.analyze(samples, orders, self.scenario.seed, self.manifest.get("peaks"))
         ok = {(r["phase"], r["repeat"], r["tenant"], r["copy"]) for r in self.statuses if r["status"] == "ok"}
-        self.manifest["incomplete"] = slowdown.incomplete(samples, [k for k in self.launched if k in ok])
+        self.manifest["incomplete"] = window.incomplete(samples, [k for k in self.launched if k in ok])
         warnings = self.manifest["warnings"] + slowdown.warnings_for(summary, metrics, self.overlaps)
         warnings += [f"{x['phase']} launch {x['launch']} (repeat {x['repeat']}): other processes used "
                      f"{x['foreign_cores']:.2f} cores on average: the numbers include their interference"

@@ -1,16 +1,13 @@
 """The report's figures: one function per figure, tidy tables in, a PNG and its caption out.
 
-Every function returns a `Figure` record; when its data is missing the record carries a note
-instead of a file, so a study without pairs (say) still gets a report. Figures are drawn with
-seaborn on the Agg backend, the colour-blind palette, units on every axis, and print-sized fonts;
-styles are applied per figure (context managers), never globally.
+Every function returns a figure record (report/plotting.py); when its data is missing the record
+carries a note instead of a file, so a study without pairs (say) still gets a report. The GPU
+timelines are in report/timeline_figures.py, the roofline's in report/roofline_figures.py.
 """
 from __future__ import annotations
 
-import re
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import matplotlib
 
@@ -22,56 +19,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from tenancy.report.load import CATEGORIES, model_order  # noqa: E402
-from tenancy.report.stats import BASIS_TEXT  # noqa: E402
-
-DPI = 150
-PALETTE = "colorblind"
-MAX_TIMELINES = 12
-TIME_COLUMNS = ("time_ns", "t_ns", "host_ns", "timestamp_ns", "perf_counter_ns")
-
-
-def figure(fid: str, title: str, caption: str, file: str | None = None, table: pd.DataFrame | None = None,
-           note: str = "") -> dict[str, Any]:
-    """A figure record (plain data): file is relative to the report directory, None when skipped."""
-    return {"id": fid, "title": title, "caption": caption, "file": file, "table": table, "note": note}
-
-
-@contextmanager
-def _style() -> Iterator[None]:
-    with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.25):
-        yield
-
-
-def _save(fig, out: Path, name: str) -> str:
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / name, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return f"{out.name}/{name}"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", text)
-
-
-def _colors(keys: list[str]) -> dict[str, Any]:
-    return dict(zip(keys, sns.color_palette(PALETTE, max(len(keys), 1))))
-
-
-def intervals_caption(df: pd.DataFrame) -> str:
-    """What the intervals of a figure cover, from its rows' `basis` column."""
-    if df.empty or "basis" not in df:
-        return ""
-    counts = df.drop_duplicates([c for c in ("label", "sharing", "basis", "processes") if c in df])["basis"]
-    counts = counts.value_counts()
-    parts = [f"{BASIS_TEXT[b]} ({n} tenant set{'s' if n > 1 else ''})" for b, n in counts.items() if b in BASIS_TEXT]
-    return " Intervals: " + "; ".join(parts) + "." if parts else ""
-
-
-def _modes(df: pd.DataFrame) -> list[str]:
-    order = ["timeslice", "mps", "streams"]
-    present = list(dict.fromkeys(df["sharing"]))
-    return [m for m in order if m in present] + [m for m in present if m not in order]
-
+from tenancy.report.plotting import figure, figure_style, intervals_caption, mode_order, palette, save_png, slug  # noqa: E402
 
 # --- latency distributions -------------------------------------------------------------------
 
@@ -82,7 +30,7 @@ def latency_distributions(samples: pd.DataFrame, out: Path) -> list[dict[str, An
         return [figure("latency", title, "", note="no shared phase in these runs: nothing to compare with")]
     figs = []
     shared = samples[samples["phase"] == "shared"]
-    for mode in _modes(shared):
+    for mode in mode_order(shared):
         sub = shared[shared["sharing"] == mode]
         configs = [c for c in _config_order(sub) if c in set(sub["config"])]
         # the baseline is the solo phases of these same runs, as in their slowdowns
@@ -91,9 +39,9 @@ def latency_distributions(samples: pd.DataFrame, out: Path) -> list[dict[str, An
         ncols = min(3, len(configs))
         nrows = -(-len(configs) // ncols)
         widths = [max(4.0, 0.55 * data[data["config"] == c]["context"].nunique()) for c in configs]
-        with _style():
+        with figure_style():
             fig, axes = plt.subplots(nrows, ncols, figsize=(max(widths) * ncols + 1, 3.9 * nrows), squeeze=False)
-            colors = _colors(["alone", "shared"])
+            colors = palette(["alone", "shared"])
             for ax, c in zip(axes.flat, configs):
                 d = data[data["config"] == c]
                 order = ["alone"] + sorted(set(d["context"]) - {"alone"}, key=lambda s: (s.count("+"), s))
@@ -117,7 +65,7 @@ def latency_distributions(samples: pd.DataFrame, out: Path) -> list[dict[str, An
             fig.legend(handles, ["alone (solo phase)", f"shared ({mode})"], loc="upper center", ncols=2,
                        bbox_to_anchor=(0.5, 1.02), frameon=False)
             fig.tight_layout(rect=(0, 0, 1, 0.97))
-            file = _save(fig, out, f"latency-{_slug(mode)}.png")
+            file = save_png(fig, out, f"latency-{slug(mode)}.png")
         figs.append(figure(f"latency-{mode}", f"{title} ({mode})",
                            f"In-window latency of each tenant's iterations: alone (the solo phases of the {mode} "
                            f"runs, pooled over repeats and run directories) and in each co-located tenant set under {mode}; n is "
@@ -153,12 +101,12 @@ def pair_matrix(matrix: pd.DataFrame, out: Path) -> dict[str, Any]:
     title = "Pair interference matrix"
     if matrix.empty:
         return figure("pairs", title, "", note="no runs of exactly two tenant processes: no pair matrix")
-    modes = _modes(matrix)
+    modes = mode_order(matrix)
     zoo = model_order()
     present = sorted(set(matrix["model"]) | set(matrix["with"]), key=lambda m: (zoo.index(m) if m in zoo else 99, m))
     norm = _diverging_norm(np.concatenate([matrix[c].to_numpy(dtype=float) for c in ("slowdown", "lo", "hi")]))
     n = len(present)
-    with _style():
+    with figure_style():
         fig, axes = plt.subplots(1, len(modes), figsize=(1.75 * n * len(modes) + 2.8 * len(modes), 1.25 * n + 2.2),
                                  squeeze=False)
         for ax, mode in zip(axes[0], modes):
@@ -199,7 +147,7 @@ def pair_matrix(matrix: pd.DataFrame, out: Path) -> dict[str, Any]:
             cb.set_ticks(ticks, labels=[f"{t:g}×" for t in ticks])
             cb.minorticks_off()
         fig.tight_layout()
-        file = _save(fig, out, "pairs.png")
+        file = save_png(fig, out, "pairs.png")
     return figure("pairs", title, "Mean latency of the row model next to the column model, divided by its latency "
                   "alone (1.00× = no interference; red: slower, blue: faster). Each cell prints its interval; "
                   "hatched cells marked ≈ have an interval that includes 1 (hatched without ≈: no interval): "
@@ -221,12 +169,12 @@ def colocation_metrics(cells: pd.DataFrame, out: Path) -> dict[str, Any]:
     groups = groups.sort_values(["cat_order", "processes", "label"])
     groups = groups.assign(row=[f"[{c}] {lab}" for c, lab in zip(groups["category"], groups["label"])])
     rows = list(dict.fromkeys(groups["row"]))
-    modes = _modes(groups)
-    colors = _colors(modes)
+    modes = mode_order(groups)
+    colors = palette(modes)
     metrics = [("stp", "STP (sum of normalised progress)"), ("antt", "ANTT (mean slowdown)"),
                ("fairness", "Jain fairness (1/n … 1)"), ("min_max_fairness", "min/max fairness (0 … 1)")]
     h = 0.8 / len(modes)
-    with _style():
+    with figure_style():
         fig, axes = plt.subplots(1, 4, figsize=(19, 1.0 + 0.32 * len(rows) * len(modes) + 0.6), sharey=True)
         for ax, (m, label) in zip(axes, metrics):
             for j, mode in enumerate(modes):
@@ -256,7 +204,7 @@ def colocation_metrics(cells: pd.DataFrame, out: Path) -> dict[str, Any]:
                      fontsize="medium")
         fig.tight_layout()
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=len(labels), frameon=False)
-        file = _save(fig, out, "groups.png")
+        file = save_png(fig, out, "groups.png")
     cols = ["category", "label", "sharing", "processes", "n_tenants"] + [
         f"{m}{s}" for m, _ in metrics for s in ("", "_lo", "_hi")] + ["basis", "n_repeats", "runs"]
     return figure("groups", title, "STP = sum of normalised progress (1: no better than running one after "
@@ -276,9 +224,9 @@ def scaling_curves(scal: pd.DataFrame, out: Path) -> dict[str, Any]:
         return figure("scaling", title, "", note="no model was run as copies of itself at two or more counts")
     zoo = model_order()
     mdl = sorted(counts[counts >= 2].index, key=lambda m: zoo.index(m) if m in zoo else 99)
-    modes = _modes(scal)
-    colors = _colors(modes)
-    with _style():
+    modes = mode_order(scal)
+    colors = palette(modes)
+    with figure_style():
         fig, axes = plt.subplots(len(mdl), 2, figsize=(11, 3.8 * len(mdl)), squeeze=False)
         for row, model in zip(axes, mdl):
             d = scal[scal["model"] == model]
@@ -307,7 +255,7 @@ def scaling_curves(scal: pd.DataFrame, out: Path) -> dict[str, Any]:
                 ax.set_ylim(bottom=0)
                 ax.legend(fontsize="x-small")
         fig.tight_layout()
-        file = _save(fig, out, "scaling.png")
+        file = save_png(fig, out, "scaling.png")
     why = "; ".join(sorted({f"{m}: at most {c:g} at once ({w})" for m, c, w in
                             zip(scal["sharing"], scal["capacity"], scal["capacity_why"])}))
     return figure("scaling", title, "Dots: each tenant set of N copies (a pair of one model's copies counts), "
@@ -325,13 +273,13 @@ def sharing_side_by_side(sharing: pd.DataFrame, out: Path) -> dict[str, Any]:
     title = "Sharing modes side by side"
     if sharing.empty:
         return figure("sharing", title, "", note="no run was measured under two or more sharing modes")
-    modes = _modes(sharing)
+    modes = mode_order(sharing)
     base, others = modes[0], modes[1:]
     wide = (sharing.set_index(["key", "label", "kind", "sharing"])[["stp", "stp_lo", "stp_hi"]]
             .unstack("sharing").reset_index())  # not pivot_table: it drops all-NaN interval columns
     kinds = ["control", "pair", "group", "scaling", "other"]
-    colors = _colors(kinds)
-    with _style():
+    colors = palette(kinds)
+    with figure_style():
         fig, axes = plt.subplots(1, len(others), figsize=(6.2 * len(others), 5.6), squeeze=False)
         for ax, other in zip(axes[0], others):
             for kind in kinds:
@@ -355,86 +303,12 @@ def sharing_side_by_side(sharing: pd.DataFrame, out: Path) -> dict[str, Any]:
             ax.set_title(f"{other} against {base}: above the line, {other} does better", fontsize="medium")
             ax.legend(fontsize="small", title="run kind")
         fig.tight_layout()
-        file = _save(fig, out, "sharing.png")
+        file = save_png(fig, out, "sharing.png")
     cols = ["category", "label", "kind", "sharing", "processes", "stp", "stp_lo", "stp_hi", "antt", "antt_lo",
             "antt_hi", "fairness", "min_max_fairness", "basis", "n_repeats", "runs"]
     return figure("sharing", title, f"System throughput (STP) of the same tenant sets under each sharing mode "
                   f"against {base}, with 95% intervals on both axes." + intervals_caption(sharing), file,
                   sharing[cols])
-
-
-# --- GPU timeline -------------------------------------------------------------------------------
-
-def timelines(runs: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
-    title = "GPU utilisation and power over time"
-    with_gpu = [r for r in runs if not r["gpu"].empty]
-    if not with_gpu:
-        return [figure("timeline", title, "", note="no gpu.parquet in these runs (no GPU monitor ran)")]
-    rank = {True: 0, False: 1}
-    with_gpu.sort(key=lambda r: (rank[r["is_group"]], rank[r["is_pair"]], r["name"]))
-    figs = []
-    for r in with_gpu[:MAX_TIMELINES]:
-        figs.append(_timeline(r, out))
-    if len(with_gpu) > MAX_TIMELINES:
-        figs.append(figure("timeline-more", title, "", note=f"{len(with_gpu) - MAX_TIMELINES} more runs have "
-                           "gpu.parquet; their timelines are left out to keep the report short"))
-    return figs
-
-
-def _timeline(run: dict[str, Any], out: Path) -> dict[str, Any]:
-    gpu = run["gpu"]
-    fid = f"timeline-{run['id']}"
-    title = f"GPU timeline: {run['id']}"
-    tcol = next((c for c in TIME_COLUMNS if c in gpu.columns), None)
-    panels = [(c, lab) for c, lab in (
-        (_first(gpu, ("gpu_util_pct", "gpu_util", "util_gpu", "sm_util")), "GPU utilisation (%)"),
-        (_first(gpu, ("power_w", "power")), "power (W)"),
-        (_first(gpu, ("mem_used_mib", "mem_used", "memory_used_mib", "memory_used")), "memory used (MiB)"))
-        if c is not None]
-    if tcol is None or not panels:
-        return figure(fid, title, "", note=f"{run['path']}/gpu.parquet: no time column ({', '.join(TIME_COLUMNS)}) "
-                      "or no utilisation/power/memory column; timeline skipped")
-    gpu = gpu.sort_values(tcol)
-    s = run["samples"]
-    t0 = min(gpu[tcol].min(), s["start_ns"].min()) if not s.empty else gpu[tcol].min()
-    spans = (s.groupby(["phase", "repeat", "tenant", "copy"]).agg(start=("start_ns", "min"), end=("end_ns", "max"))
-             .reset_index() if not s.empty else pd.DataFrame())
-    tenants = list(dict.fromkeys(f"{t}#{c}" for t, c in zip(spans.get("tenant", []), spans.get("copy", []))))
-    colors = _colors(tenants)
-    with _style():
-        fig, axes = plt.subplots(len(panels) + 1, 1, figsize=(11, 1.9 * len(panels) + 0.35 * len(tenants) + 1.4),
-                                 sharex=True, gridspec_kw={"height_ratios": [2] * len(panels) + [0.3 + 0.25 * len(tenants)]})
-        x = (gpu[tcol] - t0) / 1e9
-        for ax, (col, lab) in zip(axes, panels):
-            y = pd.to_numeric(gpu[col], errors="coerce")
-            if "mem" in col and y.max() > 4 * 2**20:  # bytes, not MiB
-                y = y / 2**20
-            ax.plot(x, y, lw=1, color="black")
-            ax.set_ylabel(lab)
-            for _, sp in spans[spans["phase"] == "shared"].iterrows() if not spans.empty else []:
-                ax.axvspan((sp["start"] - t0) / 1e9, (sp["end"] - t0) / 1e9,
-                           color=colors[f"{sp['tenant']}#{sp['copy']}"], alpha=0.08, lw=0)
-        lanes = axes[-1]
-        for i, tk in enumerate(tenants):
-            for _, sp in spans[[f"{t}#{c}" == tk for t, c in zip(spans["tenant"], spans["copy"])]].iterrows():
-                lanes.broken_barh([((sp["start"] - t0) / 1e9, (sp["end"] - sp["start"]) / 1e9)], (i - 0.4, 0.8),
-                                  color=colors[tk], alpha=0.9 if sp["phase"] == "shared" else 0.45)
-        lanes.set_yticks(range(len(tenants)), tenants)
-        lanes.set_ylim(len(tenants) - 0.5, -0.5)
-        lanes.set_xlabel("time since the run's first sample (s)")
-        lanes.set_title("measured windows per tenant (pale: solo phase, dark: shared phase)", fontsize="small",
-                        loc="left")
-        fig.tight_layout()
-        file = _save(fig, out, f"timeline-{_slug(run['id'])}.png")
-    return figure(fid, title, "NVML samples over the run; shaded: each tenant's measured span in the shared "
-                  "phase (lanes below show every tenant's solo and shared spans).", file)
-
-
-def _first(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
-    for n in names:
-        if n in df.columns and pd.to_numeric(df[n], errors="coerce").notna().any():
-            return n
-    return None
 
 
 # --- comparison of two or more studies ----------------------------------------------------------
@@ -449,8 +323,8 @@ def comparison(cmp: pd.DataFrame, labels: list[str], out: Path) -> dict[str, Any
     keys = ["name", "sharing", "tenant", "copy"]
     base = cmp[cmp["input"] == first].set_index(keys)
     modes = list(dict.fromkeys(cmp["sharing"]))
-    colors = _colors(modes)
-    with _style():
+    colors = palette(modes)
+    with figure_style():
         fig, axes = plt.subplots(1, len(others), figsize=(6.0 * len(others), 5.4), squeeze=False)
         for ax, other in zip(axes[0], others):
             o = cmp[cmp["input"] == other].set_index(keys)
@@ -474,7 +348,7 @@ def comparison(cmp: pd.DataFrame, labels: list[str], out: Path) -> dict[str, Any
             ax.set_title(f"{other}\nagainst {first}", fontsize="medium")
             ax.legend(fontsize="small")
         fig.tight_layout()
-        file = _save(fig, out, "compare.png")
+        file = save_png(fig, out, "compare.png")
     return figure("compare", title, "Every shared tenant copy found in the first input and another, matched by "
                   "scenario name, tenant and copy: its slowdown (shared / its own solo latency) in each input "
                   "against the first; above the line it interferes more than in the first input. Error bars: 95% "

@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from tenancy.report.figures import _colors, _save, _style, figure, intervals_caption
 from tenancy.report.load import model_order
+from tenancy.report.plotting import figure, figure_style, intervals_caption, palette, save_png
 
 
 def _peaks_note(df: pd.DataFrame) -> str:
@@ -26,8 +26,8 @@ def roofline_plot(table: pd.DataFrame, out: Path) -> dict[str, Any]:
                       "tenant")
     devices = list(dict.fromkeys(zip(table["device"], table["peak_gflops"].round(1), table["peak_gbps"].round(1))))
     models = model_order(table["model"])
-    colors = _colors(models)
-    with _style():
+    colors = palette(models)
+    with figure_style():
         fig, axes = plt.subplots(1, len(devices), figsize=(7 * len(devices), 5.2), squeeze=False)
         for ax, (dev, pf, pb) in zip(axes[0], devices):
             d = table[(table["device"] == dev) & (table["peak_gflops"].round(1) == pf)
@@ -51,7 +51,7 @@ def roofline_plot(table: pd.DataFrame, out: Path) -> dict[str, Any]:
             ax.set_title(str(dev), fontsize="medium")
             ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
         fig.tight_layout()
-        file = _save(fig, out, "roofline.png")
+        file = save_png(fig, out, "roofline.png")
     above = int((table["mfu"] > 1).sum() + (table["mbu"] > 1).sum())
     warn = (f" {above} dot(s) lie above the roof: the peaks are too low (measured on a busy host? see "
             "`load_avg_1m` in manifest.json `peaks`) or the timing is wrong." if above else "")
@@ -72,8 +72,8 @@ def prediction_plot(pred: pd.DataFrame, out: Path) -> dict[str, Any]:
     if pred.empty:
         return figure("prediction", title, "", note="no tenant set with peaks and solo latencies to predict from")
     models = model_order(pred["model"])
-    colors = _colors(models)
-    with _style():
+    colors = palette(models)
+    with figure_style():
         fig, ax = plt.subplots(figsize=(6.5, 5.5))
         top = float(np.nanmax(np.r_[pred["predicted"], pred["hi"].fillna(0), pred["measured"]])) * 1.1
         ax.plot([0.5, top], [0.5, top], color="grey", ls="--", lw=1, label="prediction = measurement")
@@ -88,7 +88,7 @@ def prediction_plot(pred: pd.DataFrame, out: Path) -> dict[str, Any]:
         ax.set_ylim(0.5, top)
         ax.legend(fontsize="x-small")
         fig.tight_layout()
-        file = _save(fig, out, "prediction.png")
+        file = save_png(fig, out, "prediction.png")
     explained = pred["explained"].dropna()
     summary = (f" {int(explained.sum())} of {len(explained)} tenant copies have the prediction inside their measured "
                f"interval; median |error| {pred['error'].abs().median():.0%}." if len(explained) else "")

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from tenancy.core import results  # noqa: E402
-from tenancy.report.figures import _save, _style, figure  # noqa: E402
+from tenancy.report.plotting import figure, figure_style, save_png  # noqa: E402
 
 COLUMNS = ["mode", "policy", "efficiency", "replica_seconds", "mean_replicas", "time_above_slo", "slo_attainment",
            "goodput", "p90_ttft_ms", "p90_e2e_ms", "scale_ups", "scale_downs", "cold_start_s", "peak_host_rss_mb",
@@ -70,7 +70,7 @@ def _replicas(ticks: pd.DataFrame, m: dict, figdir: Path) -> dict[str, Any]:
     if ticks.empty:
         return figure("scale_replicas", "Rate and replicas over time", "", note="no ticks recorded")
     policies = list(dict.fromkeys(ticks["policy"]))
-    with _style():
+    with figure_style():
         fig, axes = plt.subplots(len(policies), 1, figsize=(9, 2.2 * len(policies)), sharex=True, squeeze=False)
         for ax, p in zip(axes[:, 0], policies):
             for mode, style in (("real", "-"), ("simulated", ":")):
@@ -89,14 +89,14 @@ def _replicas(ticks: pd.DataFrame, m: dict, figdir: Path) -> dict[str, Any]:
             ax.set_title(p, fontsize=10, loc="left")
         axes[0, 0].legend(loc="upper left", fontsize=7)
         axes[-1, 0].set_xlabel("time since the trace started (s)")
-        file = _save(fig, figdir, "scale_replicas.png")
+        file = save_png(fig, figdir, "scale_replicas.png")
     return figure("scale_replicas", "Rate and replicas over time",
                   "Per policy: replicas provisioned (paid for: starting, ready and draining; solid measured, dotted "
                   "simulated), ready, and the observed arrival rate (right axis, 2 s mean).", file=file)
 
 
 def _latency(lat: pd.DataFrame, slos: dict, window: float, figdir: Path) -> dict[str, Any]:
-    with _style():
+    with figure_style():
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharex=True)
         for ax, col, slo in ((axes[0], "p90_ttft_ms", slos.get("ttft_ms")), (axes[1], "p90_e2e_ms", slos.get("e2e_ms"))):
             for p, d in lat.groupby("policy", sort=False):
@@ -107,7 +107,7 @@ def _latency(lat: pd.DataFrame, slos: dict, window: float, figdir: Path) -> dict
             ax.set_ylabel(f"{col.replace('_ms', '')} (ms)")
             ax.set_xlabel("time (s)")
         axes[1].legend(fontsize=7)
-        file = _save(fig, figdir, "scale_latency.png")
+        file = save_png(fig, figdir, "scale_latency.png")
     return figure("scale_latency", "Latency over time against the SLO",
                   f"Sliding-window ({window:g} s, by arrival) p90 TTFT and E2E of the measured runs; dashed: the SLO.",
                   file=file, table=lat.reset_index(drop=True))
@@ -116,14 +116,14 @@ def _latency(lat: pd.DataFrame, slos: dict, window: float, figdir: Path) -> dict
 def _summary(table: pd.DataFrame, window: float, figdir: Path) -> dict[str, Any]:
     if table.empty:
         return figure("scale_summary", "Efficiency and SLO per policy", "", note="no summary rows")
-    with _style():
+    with figure_style():
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=True)
         for ax, col in zip(axes, ("efficiency", "time_above_slo", "slo_attainment")):
             wide = table.pivot_table(index="policy", columns="mode", values=col, sort=False)
             wide.plot.barh(ax=ax, legend=ax is axes[0])
             ax.set_xlim(0, 1.05)
             ax.set_xlabel(col)
-        file = _save(fig, figdir, "scale_summary.png")
+        file = save_png(fig, figdir, "scale_summary.png")
     return figure("scale_summary", "Efficiency and SLO per policy",
                   "Efficiency: demand over the usable capacity of the replicas paid for (calibrated capacity at the "
                   "target utilisation), time-averaged; time_above_slo: share of decision ticks whose "
