@@ -68,9 +68,6 @@ def needs_calibration(cfg: AutoscaleConfig) -> bool:
 def run_study(scenario, run_dir: Path, manifest: dict, env: dict, simulate_only: bool = False,
               on_step: Callable[[str], None] = lambda text: None) -> Study:
     """The whole experiment; `env` is each replica's environment (sharing mode + GPU naming)."""
-    from tenancy.autoscale.calibration import calibrate
-    from tenancy.autoscale.fleet import Fleet
-    from tenancy.autoscale.run import run_policy
     from tenancy.serving import workload
     from tenancy.serving.tenant import config_for
 
@@ -91,17 +88,7 @@ def run_study(scenario, run_dir: Path, manifest: dict, env: dict, simulate_only:
     study = Study(run_dir, manifest)
     manifest.update(autoscale=json.loads(cfg.model_dump_json()), threads_per_replica=threads,
                     duration_s=duration, num_requests=len(specs), policies=[])
-    calibration, low = None, {}
-    if needs_calibration(cfg):
-        on_step("calibration")
-        k = cfg.calibration.max_replicas or cfg.max_replicas
-        fleet = Fleet(make_spec, cfg.router)
-        try:
-            calibration, low = calibrate(fleet, specs, k, cfg.calibration.seconds, cfg.calibration.concurrency_per_replica)
-        finally:
-            fleet.close()
-        study.starts.append(_starts(fleet, "calibration"))
-        results.write_table(run_dir / results.CALIBRATION, calibration)
+    calibration, low = _calibrate(cfg, make_spec, specs, study, on_step) if needs_calibration(cfg) else (None, {})
     model = service_model(cfg, calibration, low)
     manifest["service_model"] = {"capacity_rps": list(model.capacity.rps), "ttft0_s": model.ttft0_s,
                                  "e2e0_s": model.e2e0_s, "cold_start_s": model.cold_start_s,
@@ -115,18 +102,7 @@ def run_study(scenario, run_dir: Path, manifest: dict, env: dict, simulate_only:
         if not simulate_only:
             on_step(p.label)
             study.write()
-            run = run_policy(p, ctx, specs, make_spec, cfg.router, cfg.decision_interval_s,
-                             cfg.min_replicas, cfg.max_replicas)
-            entry.update(status=run.status, failures=run.failures[:5], events=run.events)
-            study.ticks.append(run.ticks.assign(policy=p.label, mode="real"))
-            study.requests.append(run.requests.assign(policy=p.label))
-            study.starts.append(run.replicas.assign(policy=p.label))
-            row = summarize(p.label, run.ticks, run.requests, model.capacity.usable, rate_fn, duration, slos,
-                            cfg.slo_window_s)
-            cold = run.replicas["cold_start_s"].dropna() if "cold_start_s" in run.replicas else pd.Series(dtype=float)
-            study.summary.append({"mode": "real", **row, "cold_start_s": float(cold.mean()) if len(cold) else math.nan,
-                                  "peak_host_rss_mb": float(run.ticks["host_rss_mb"].max()) if len(run.ticks) else math.nan,
-                                  "status": run.status})
+            entry.update(_real_run(study, p, ctx, specs, make_spec, cfg, model, slos))
         ticks, reqs = simulate(p, ctx, model, duration, cfg.decision_interval_s)
         study.ticks.append(ticks.assign(policy=p.label, mode="simulated"))
         row = summarize(p.label, ticks, reqs, model.capacity.usable, rate_fn, duration, slos, cfg.slo_window_s)
@@ -135,6 +111,40 @@ def run_study(scenario, run_dir: Path, manifest: dict, env: dict, simulate_only:
         entry["status"] = entry["status"] if not simulate_only else "simulated"
         study.write()
     return study
+
+
+def _calibrate(cfg: AutoscaleConfig, make_spec, specs, study: Study, on_step) -> tuple[pd.DataFrame, dict]:
+    """Capacity per replica count, measured on fresh replicas; written as calibration.csv."""
+    from tenancy.autoscale.calibration import calibrate
+    from tenancy.autoscale.fleet import Fleet
+
+    on_step("calibration")
+    k = cfg.calibration.max_replicas or cfg.max_replicas
+    fleet = Fleet(make_spec, cfg.router)
+    try:
+        calibration, low = calibrate(fleet, specs, k, cfg.calibration.seconds, cfg.calibration.concurrency_per_replica)
+    finally:
+        fleet.close()
+    study.starts.append(_starts(fleet, "calibration"))
+    results.write_table(study.run_dir / results.CALIBRATION, calibration)
+    return calibration, low
+
+
+def _real_run(study: Study, p, ctx, specs, make_spec, cfg: AutoscaleConfig, model, slos) -> dict:
+    """One policy on the real fleet, its tables appended to the study; returns its manifest entry's update."""
+    from tenancy.autoscale.run import run_policy
+
+    run = run_policy(p, ctx, specs, make_spec, cfg.router, cfg.decision_interval_s, cfg.min_replicas, cfg.max_replicas)
+    study.ticks.append(run.ticks.assign(policy=p.label, mode="real"))
+    study.requests.append(run.requests.assign(policy=p.label))
+    study.starts.append(run.replicas.assign(policy=p.label))
+    row = summarize(p.label, run.ticks, run.requests, model.capacity.usable, ctx.rate_fn, ctx.duration_s, slos,
+                    cfg.slo_window_s)
+    cold = run.replicas["cold_start_s"].dropna() if "cold_start_s" in run.replicas else pd.Series(dtype=float)
+    study.summary.append({"mode": "real", **row, "cold_start_s": float(cold.mean()) if len(cold) else math.nan,
+                          "peak_host_rss_mb": float(run.ticks["host_rss_mb"].max()) if len(run.ticks) else math.nan,
+                          "status": run.status})
+    return {"status": run.status, "failures": run.failures[:5], "events": run.events}
 
 
 def _starts(fleet, label: str) -> pd.DataFrame:

@@ -9,13 +9,13 @@ import click
 
 def analyse(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Every table and the findings of one set of runs (plain data, no figures)."""
-    from tenancy.report import findings, stats
+    from tenancy.report import findings, stats, tables
 
     cells, slowdowns = stats.cell_tables(runs)
-    pairs = stats.pair_table(slowdowns, cells)
-    scaling = stats.scaling_table(cells, slowdowns, runs)
+    pairs = tables.pair_table(slowdowns, cells)
+    scaling = tables.scaling_table(cells, slowdowns, runs)
     return {"tenants": stats.tenant_table(runs), "cells": cells, "slowdowns": slowdowns, "pairs": pairs,
-            "matrix": stats.pair_matrix_table(pairs), "scaling": scaling, "sharing": stats.sharing_table(cells),
+            "matrix": tables.pair_matrix_table(pairs), "scaling": scaling, "sharing": tables.sharing_table(cells),
             "findings": findings.build(cells, slowdowns, scaling)}
 
 
@@ -43,9 +43,9 @@ def build(paths: list[str], out: Path, compare: list[str] | None = None,
 
 
 def _figures(runs: list[dict[str, Any]], a: dict[str, Any], figdir: Path) -> list[dict[str, Any]]:
-    from tenancy.report import figures, stats, timeline_figures
+    from tenancy.report import figures, tables, timeline_figures
 
-    figs = figures.latency_distributions(stats.latency_samples(runs), figdir)
+    figs = figures.latency_distributions(tables.latency_samples(runs), figdir)
     figs.append(figures.pair_matrix(a["matrix"], figdir))
     figs.append(figures.colocation_metrics(a["cells"], figdir))
     figs.append(figures.scaling_curves(a["scaling"], figdir))
@@ -80,12 +80,12 @@ def _build_compare(inputs: list[str], out: Path) -> dict[str, Any]:
     import pandas as pd
 
     from tenancy.core import results
-    from tenancy.report import figures, findings, load, stats
+    from tenancy.report import figures, findings, load, tables
 
     loaded = [load.load([p]) for p in inputs]
     labels = _labels(inputs, loaded)
     analyses = [analyse(runs) for runs in loaded]
-    cmp = stats.compare_table([(lab, a["slowdowns"]) for lab, a in zip(labels, analyses)])
+    cmp = tables.compare_table([(lab, a["slowdowns"]) for lab, a in zip(labels, analyses)])
     figs = [figures.comparison(cmp, labels, out / "figures")]
     found = findings.compare(cmp, labels) + [{**f, "text": f"[{lab}] {f['text']}"}
                                              for lab, a in zip(labels, analyses) for f in a["findings"]]

@@ -92,7 +92,6 @@ def run_tenant(job: Job, sync, queue, load_lock=None) -> None:
     cols: dict[str, list] = {c: [] for c in COLUMNS}
     status, message = "ok", ""
     try:
-        import nvtx
         import torch
 
         from tenancy.harness.scenario import Tenant
@@ -101,44 +100,8 @@ def run_tenant(job: Job, sync, queue, load_lock=None) -> None:
             torch.set_num_threads(job.threads)
         queue.put(("status", key, "loading"))
         tenant = Tenant.model_validate(job.tenant)
-        progress = lambda n: queue.put(("progress", key, n))  # noqa: E731
-        if tenant.task == "serve":  # the engine warms itself up; its samples are requests
-            from tenancy.serving import tenant as serving
-
-            cols["requests"] = []
-            with load_lock or contextlib.nullcontext():
-                task = serving.build(tenant, job.device, job.seed)
-            queue.put(("ready", key, os.getpid()))
-            try:
-                serving.measure(task, sync, job, cols, progress)
-            finally:  # the engine issues and waits in one loop: no host share per request
-                cols["host_ms"] = [float("nan")] * len(cols["iteration"])
-        elif tenant.task == "endpoint":  # a real engine's server, started by this process
-            from tenancy.endpoint import tenant as endpoint
-
-            cols["requests"] = []
-            queue.put(("status", key, "starting server"))
-            with endpoint.started(tenant, job, sync) as task:
-                queue.put(("ready", key, task.server.pid))  # the server is the GPU's client (MPS check)
-                try:
-                    endpoint.measure(task, sync, job, cols, progress)
-                finally:  # the client only waits: no host share per request
-                    cols["host_ms"] = [float("nan")] * len(cols["iteration"])
-        else:
-            from tenancy.harness.tasks import build_task
-            from tenancy.harness.timer import make_timer
-
-            with load_lock or contextlib.nullcontext():
-                task = build_task(tenant, job.device, job.seed)
-            timer = make_timer(job.device)
-            queue.put(("status", key, "warm-up"))
-            with nvtx.annotate(f"{job.label}:warmup", color="gray"):
-                for _ in range(job.warmup):
-                    timer.start()
-                    task.step(timer)
-                    timer.stop()
-            queue.put(("ready", key, os.getpid()))
-            measure(task, timer, sync, job, cols, progress)
+        run = {"serve": _run_serving, "endpoint": _run_endpoint}.get(tenant.task, _run_closed_loop)
+        run(tenant, job, sync, queue, cols, load_lock or contextlib.nullcontext())
         if sync.aborted():
             status, message = "aborted", "stopped early: another tenant failed or the run was interrupted"
     except BrokenBarrierError:
@@ -147,6 +110,58 @@ def run_tenant(job: Job, sync, queue, load_lock=None) -> None:
         status, message = _classify(err)
         sync.abort()
     queue.put(("samples", key, cols, status, message))
+
+
+def _progress(queue, key: str):
+    return lambda n: queue.put(("progress", key, n))
+
+
+def _run_serving(tenant, job: Job, sync, queue, cols: dict[str, list], load_lock) -> None:
+    """Our engine: it warms itself up; its samples are requests."""
+    from tenancy.serving import tenant as serving
+
+    cols["requests"] = []
+    with load_lock:
+        task = serving.build(tenant, job.device, job.seed)
+    queue.put(("ready", job.key, os.getpid()))
+    try:
+        serving.measure(task, sync, job, cols, _progress(queue, job.key))
+    finally:  # the engine issues and waits in one loop: no host share per request
+        cols["host_ms"] = [float("nan")] * len(cols["iteration"])
+
+
+def _run_endpoint(tenant, job: Job, sync, queue, cols: dict[str, list], load_lock) -> None:
+    """A real engine's server, started by this process."""
+    from tenancy.endpoint import tenant as endpoint
+
+    cols["requests"] = []
+    queue.put(("status", job.key, "starting server"))
+    with endpoint.started(tenant, job, sync) as task:
+        queue.put(("ready", job.key, task.server.pid))  # the server is the GPU's client (MPS check)
+        try:
+            endpoint.measure(task, sync, job, cols, _progress(queue, job.key))
+        finally:  # the client only waits: no host share per request
+            cols["host_ms"] = [float("nan")] * len(cols["iteration"])
+
+
+def _run_closed_loop(tenant, job: Job, sync, queue, cols: dict[str, list], load_lock) -> None:
+    """forward / generate: warm up untimed, then one timed iteration after another."""
+    import nvtx
+
+    from tenancy.harness.tasks import build_task
+    from tenancy.harness.timer import make_timer
+
+    with load_lock:
+        task = build_task(tenant, job.device, job.seed)
+    timer = make_timer(job.device)
+    queue.put(("status", job.key, "warm-up"))
+    with nvtx.annotate(f"{job.label}:warmup", color="gray"):
+        for _ in range(job.warmup):
+            timer.start()
+            task.step(timer)
+            timer.stop()
+    queue.put(("ready", job.key, os.getpid()))
+    measure(task, timer, sync, job, cols, _progress(queue, job.key))
 
 
 def _classify(err: BaseException) -> tuple[str, str]:
