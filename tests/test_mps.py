@@ -16,8 +16,9 @@ import pytest
 from helpers import machine, tiny, write_scenario
 
 from tenancy.core.errors import TenancyError
-from tenancy.gpu import mps_daemon
-from tenancy.gpu.mps_daemon import MpsDaemon, private_pipe_dir, processes_of
+from tenancy.gpu import mps_daemon, mps_processes
+from tenancy.gpu.mps_daemon import MpsDaemon, private_pipe_dir
+from tenancy.gpu.mps_processes import processes_of
 from tenancy.harness.launch import Interrupted, Launch
 from tenancy.harness.runner import Runner, resolve
 from tenancy.harness.scenario import Mps, parse_scenario
@@ -141,10 +142,10 @@ def test_a_server_without_our_environment_is_still_stopped(tmp_path, fake_env, m
         assert server and not set(server) & set(processes_of(d.pipe_dir, NAMES))
         stop = d.stop()["stop"]
         assert stop["killed"] == server and stop["left_running"] == []
-        assert not mps_daemon._alive(server[0])
+        assert not mps_processes.alive(server[0])
     finally:
         for pid in server:
-            if mps_daemon._alive(pid):
+            if mps_processes.alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tenancy.gpu import devices, environment
-from tenancy.gpu.mps_daemon import running_daemons
+from tenancy.gpu.mps_processes import running_daemons
 from tenancy.harness import preflight
 
 SEED_STUDY = Path(__file__).resolve().parents[2] / "scenarios" / "seed-study"

@@ -15,7 +15,7 @@ from typing import Any
 
 from tenancy.core.errors import TenancyError
 from tenancy.gpu import devices
-from tenancy.gpu.mps_daemon import running_daemons
+from tenancy.gpu.mps_processes import running_daemons
 
 COMPUTE_MODES = {0: "default", 1: "exclusive_thread", 2: "prohibited", 3: "exclusive_process"}  # nvmlComputeMode_t
 

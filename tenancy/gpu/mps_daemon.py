@@ -24,10 +24,8 @@ from typing import Any
 
 from tenancy.core.errors import TenancyError
 from tenancy.core.signals import shielded
+from tenancy.gpu.mps_processes import CONTROL, PROGRAMS, alive, processes_of, program_of, read_proc
 
-CONTROL = "nvidia-cuda-mps-control"
-PROGRAMS = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
-DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # where every CUDA program looks for a daemon by default
 PIPE_ROOT = "/tmp"
 SOCKET_MAX = 108  # sun_path of a unix socket, terminating NUL included
 SOCKET_SLACK = 32  # longest name MPS puts in the pipe directory, with room to spare
@@ -55,78 +53,6 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return b""
-
-
-def _ancestors() -> set[int]:
-    """Our own pid and our parents': never candidates for cleanup."""
-    pids, pid = set(), os.getpid()
-    while pid > 1 and pid not in pids:
-        pids.add(pid)
-        try:
-            pid = int(_read(Path(f"/proc/{pid}/stat")).rsplit(b")", 1)[1].split()[1])
-        except (IndexError, ValueError):
-            break
-    return pids
-
-
-def processes_of(pipe_dir: Path, names: tuple[str, ...]) -> list[int]:
-    """Live processes whose environment points at `pipe_dir` and whose command line names an MPS
-    program (the control daemon or a server it started, which inherits its environment)."""
-    marker = f"CUDA_MPS_PIPE_DIRECTORY={pipe_dir}".encode()
-    skip, found = _ancestors(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in skip:
-            continue
-        if marker not in _read(entry / "environ").split(b"\0"):
-            continue
-        cmdline = _read(entry / "cmdline").replace(b"\0", b" ").decode(errors="replace")
-        state = _read(entry / "stat").rsplit(b")", 1)[-1].split()[:1]
-        if state == [b"Z"]:
-            continue  # a zombie holds nothing; its parent reaps it
-        if any(n in cmdline for n in names):
-            found.append(int(entry.name))
-    return sorted(found)
-
-
-def _alive(pid: int) -> bool:
-    state = _read(Path(f"/proc/{pid}/stat")).rsplit(b")", 1)[-1].split()[:1]
-    return bool(state) and state != [b"Z"]
-
-
-def _program(cmdline: list[bytes]) -> str | None:
-    """The MPS program a command line runs (argv[0], or argv[1] behind an interpreter)."""
-    for arg in cmdline[:2]:
-        name = os.path.basename(arg.decode(errors="replace"))
-        if name in PROGRAMS:
-            return name
-    return None
-
-
-def running_daemons() -> list[dict[str, Any]]:
-    """MPS control daemons and servers running now (not descended from us), with their pipe
-    directory where their environment is readable (another user's is not: `pipe_dir` None), and a
-    daemon socket at the default pipe directory. Any CUDA program that can reach one joins it."""
-    skip, found = _ancestors(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in skip:
-            continue
-        program = _program(_read(entry / "cmdline").split(b"\0"))
-        if program is None or not _alive(int(entry.name)):
-            continue
-        environ = _read(entry / "environ")
-        pipe = next((item.split(b"=", 1)[1].decode(errors="replace") for item in environ.split(b"\0")
-                     if item.startswith(b"CUDA_MPS_PIPE_DIRECTORY=")), DEFAULT_PIPE_DIR if environ else None)
-        found.append({"pid": int(entry.name), "program": program, "pipe_dir": pipe})
-    if Path(DEFAULT_PIPE_DIR, "control").exists() and not any(f["pipe_dir"] == DEFAULT_PIPE_DIR for f in found):
-        found.append({"pid": None, "program": CONTROL, "pipe_dir": DEFAULT_PIPE_DIR})
-    return sorted(found, key=lambda f: (f["pid"] is None, f["pid"] or 0))
-
-
 class MpsDaemon:
     """One control daemon with private directories; `info` is what the manifest records."""
 
@@ -152,7 +78,7 @@ class MpsDaemon:
         """Live MPS processes of this daemon: its environment names our pipe directory, or it is a
         server the daemon listed (a server need not inherit the daemon's environment)."""
         servers = {p for p in self.seen_servers
-                   if _alive(p) and _program(_read(Path(f"/proc/{p}/cmdline")).split(b"\0"))}
+                   if alive(p) and program_of(read_proc(Path(f"/proc/{p}/cmdline")).split(b"\0"))}
         return sorted(set(processes_of(self.pipe_dir, self._names())) | servers)
 
     def start(self) -> dict[str, Any]:

@@ -4,7 +4,7 @@ The CLI creates the run directory, then starts `nsys profile` on `python -m tena
 <that directory>` with MARKER_ENV naming it (so the inner run writes there and does not profile
 itself again). nsys traces CUDA, NVTX and OS runtime calls of the whole process tree (spawned
 tenants, the streams process, the monitor; our MPS daemon is started without nsys' injection
-environment, see mps_daemon.py). Afterwards `nsys stats` exports the kernel summary
+environment, see gpu/mps_daemon.py). Afterwards `nsys stats` exports the kernel summary
 (cuda_gpu_kern_sum) as nsys/kernels.csv; the manifest's `nsys` block names both files.
 """
 from __future__ import annotations
