@@ -7,8 +7,18 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 
-from tenancy.core.signals import GROUP_SIGNALS, accept_group_signals, children_start_held, ignore_group_signals
+import pytest
+
+from tenancy.core.signals import (
+    GROUP_SIGNALS,
+    STOP_SIGNALS,
+    accept_group_signals,
+    children_start_held,
+    ignore_group_signals,
+    stop_on_first_signal,
+)
 
 
 def _report_mask_then(conn, accept: bool) -> None:
@@ -59,3 +69,36 @@ def test_the_parent_mask_is_restored_after_the_start():
     with children_start_held():
         assert set(GROUP_SIGNALS) <= signal.pthread_sigmask(signal.SIG_BLOCK, [])
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+
+
+def test_a_ctrl_c_during_a_start_is_raised_after_it_not_half_way():
+    """The start blocks Ctrl-C in this thread only; another thread of ours takes the signal and
+    Python runs the handler here. Interrupted half-way, the parent would leave the child reading a
+    cut pickle (EOFError)."""
+    go = threading.Event()
+    sender = threading.Thread(target=lambda: go.wait() and os.kill(os.getpid(), signal.SIGINT))
+    sender.start()  # before the block: this thread does not block SIGINT, so it takes it
+    ran = []
+    with pytest.raises(KeyboardInterrupt):
+        with children_start_held():
+            go.set()
+            sender.join()
+            ran.append("the rest of the start")
+    assert ran == ["the rest of the start"]
+
+
+@pytest.fixture
+def own_handlers():
+    saved = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def test_only_the_first_stop_signal_interrupts_the_later_ones_are_recorded(own_handlers):
+    received = stop_on_first_signal()
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+    signal.raise_signal(signal.SIGINT)  # the command is already stopping: this one must not cut its writes
+    signal.raise_signal(signal.SIGHUP)
+    assert received == [signal.SIGINT, signal.SIGINT, signal.SIGHUP]

@@ -9,10 +9,9 @@ import click
 from rich.console import Console
 
 from tenancy.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, TenancyError
-from tenancy.core.signals import start_resource_tracker
+from tenancy.core.signals import STOP_SIGNALS, start_resource_tracker, stop_on_first_signal
 
 console = Console(stderr=True)
-HANG_UP = (signal.SIGTERM, signal.SIGHUP)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,15 +33,10 @@ for command in (run, sweep, report, serve_command, scale, advise, doctor_cmd, mo
     cli.add_command(command)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     """Console entry point: every expected failure is one line and an exit code."""
     start_resource_tracker()
-    for sig in HANG_UP:  # a dropped ssh session ends the run like Ctrl-C: cleanup runs, samples are kept
-        signal.signal(sig, _raise_interrupt)
+    stop_on_first_signal()
     try:
         cli(standalone_mode=False)
     except TenancyError as err:
@@ -64,7 +58,7 @@ def main() -> None:
                       markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_FAILED)
     finally:  # the exit code is decided: a late Ctrl-C must not turn teardown into a traceback
-        for sig in (signal.SIGINT, *HANG_UP):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         _stop_resource_tracker()
 

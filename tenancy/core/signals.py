@@ -16,13 +16,17 @@ def children_start_held() -> Iterator[None]:
     """Children started inside inherit Ctrl-C and SIGHUP blocked (the signal mask survives fork and
     exec), so one arriving while a child's interpreter still starts waits in the child instead of
     killing it with the interpreter's own traceback. Each child then calls `ignore_group_signals`
-    or `accept_group_signals`. Ours arrive after the block, as if sent a moment later."""
+    or `accept_group_signals`. Ours (another thread may take a signal this one blocks, and Python
+    runs the handler here) are held too and raised after the block, as if sent a moment later."""
     start_resource_tracker()  # first: its start unblocks SIGINT in the caller (CPython's ensure_running)
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    with shielded() as held:  # and we are not interrupted half-way (the child would read a cut pickle)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    if held.caught:
+        signal.raise_signal(held.caught[0])
 
 
 def start_resource_tracker() -> None:
@@ -37,6 +41,23 @@ def start_resource_tracker() -> None:
         resource_tracker.ensure_running()
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+def stop_on_first_signal() -> list[int]:
+    """The command's handler for Ctrl-C, SIGTERM and SIGHUP (a dropped ssh session): the first raises
+    KeyboardInterrupt (cleanup runs, what was measured is written, exit 130); later ones are only
+    recorded in the returned list, since the command is already stopping: a second Ctrl-C landing
+    after the first but before a write is shielded must not lose what the first one saves."""
+    received: list[int] = []
+
+    def handler(signum, frame) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
+    return received
 
 
 def ignore_group_signals() -> None:
