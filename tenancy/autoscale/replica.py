@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from tenancy.core.signals import ignore_group_signals
+from tenancy.core.signals import PARENT_GONE, ignore_group_signals
 
 STATS_EVERY_NS = 100_000_000
 
@@ -121,6 +121,13 @@ def replica_main(spec: ReplicaSpec, conn) -> None:
 
     ignore_group_signals()  # the parent stops us
     apply_env(spec.env)
+    try:
+        _serve_replica(spec, conn)
+    except PARENT_GONE:
+        pass  # the parent is gone (stopped or interrupted while we started): nobody to report to
+
+
+def _serve_replica(spec: ReplicaSpec, conn) -> None:
     started = time.perf_counter_ns()
     try:
         if spec.kind == "sleep":

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GROUP_SIGNALS = (signal.SIGINT, signal.SIGHUP)  # what a terminal sends to the whole process group
+PARENT_GONE = (BrokenPipeError, ConnectionResetError, EOFError)  # a child's pipe once its parent stopped
 
 
 @contextmanager

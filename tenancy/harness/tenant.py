@@ -14,7 +14,7 @@ from threading import BrokenBarrierError
 from typing import Any
 
 from tenancy.core.env_vars import apply_env
-from tenancy.core.signals import ignore_group_signals
+from tenancy.core.signals import PARENT_GONE, ignore_group_signals
 from tenancy.core.sync import Quota
 
 COLUMNS = ("iteration", "start_ns", "end_ns", "latency_ms", "prefill_ms", "decode_ms_per_token", "host_ms", "extra")
@@ -180,4 +180,7 @@ def process_main(job: Job, sync, queue) -> None:
     """Entry point of a spawned tenant process."""
     ignore_group_signals()  # the parent stops us
     apply_env(job.env)
-    run_tenant(job, sync, queue)
+    try:
+        run_tenant(job, sync, queue)
+    except PARENT_GONE:
+        pass  # the launcher is gone (interrupted): nobody to hand the samples to

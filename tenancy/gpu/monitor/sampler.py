@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from tenancy.core import results
-from tenancy.core.signals import children_start_held, ignore_group_signals
+from tenancy.core.signals import PARENT_GONE, children_start_held, ignore_group_signals
 from tenancy.gpu.monitor.gpu_table import foreign_processes, foreign_warnings, frame, launch_summary, our_pids, window
 from tenancy.gpu.monitor.nvml import make_reader
 
@@ -160,6 +160,13 @@ def sample_loop(reader, conn, interval_s: float, clock=time.perf_counter_ns) -> 
 def sampler_main(conn, spec: str, gpu: str | None, interval_s: float) -> None:
     """Entry point of the sampler process."""
     ignore_group_signals()  # the parent stops us
+    try:
+        _sample(conn, spec, gpu, interval_s)
+    except PARENT_GONE:
+        pass  # the runner is gone (interrupted): nobody to send samples to
+
+
+def _sample(conn, spec: str, gpu: str | None, interval_s: float) -> None:
     try:
         reader = make_reader(spec, gpu)
     except Exception as err:
