@@ -26,7 +26,18 @@ def gpu_usable() -> bool:
         return False
 
 
+# Fixtures that run a whole command once for many tests. Under pytest-xdist (`--dist loadgroup`)
+# the tests that use one go to one worker, so that the command runs once, not once per worker.
+SHARED_RUNS = ("cpu_streams_run", "pair_run", "study", "pair", "synthetic_report", "shipped_report", "runs", "names")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (it names each group in the node id)
 def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        shared = [name for name in SHARED_RUNS if name in item.fixturenames]
+        if shared:  # cpu_streams_run serves three modules; the others serve their own
+            where = "" if shared[0] == "cpu_streams_run" else f"{item.module.__name__}:"
+            item.add_marker(pytest.mark.xdist_group(where + shared[0]))
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items or gpu_usable():
         return

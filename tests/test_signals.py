@@ -35,9 +35,7 @@ def _scale_scenario(tmp_path: Path) -> Path:
 
 
 # command, and the line on stderr after which it is measuring; a sweep runs its runs quietly, so
-# after its first line the test waits SWEEP_WAIT_S for the run's tenants to start (stopping it at
-# any moment must hold to the same rules, so the wait's length decides nothing the test checks)
-SWEEP_WAIT_S = 10
+# after its first line the test waits for its first run's manifest (written as the run starts)
 COMMANDS = {
     "run": (lambda p, out: ["run", str(_long_scenario(p)), "--out", str(out)], "measuring"),
     "serve": (lambda p, out: ["serve", "--model", "distilgpt2", "--size", "tiny", "--device", "cpu",
@@ -81,8 +79,9 @@ def test_a_stopped_command_leaves_no_process_and_keeps_its_results(tmp_path, com
         while ready not in log.read_text():
             assert time.monotonic() < deadline and proc.poll() is None, f"{stop}: {log.read_text()}"
             time.sleep(0.2)
-        if command == "sweep":
-            time.sleep(SWEEP_WAIT_S)
+        while command == "sweep" and not list((tmp_path / stop / "out").glob("*/manifest.json")):
+            assert time.monotonic() < deadline and proc.poll() is None, f"{stop}: {log.read_text()}"
+            time.sleep(0.2)
         for _ in range(times):
             os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
             time.sleep(0.3)
