@@ -318,7 +318,8 @@ def test_ctrl_c_in_the_shared_phase_stops_the_daemon(tmp_path, fake_env):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_cli_signal_stops_the_daemon(tmp_path, fake_env, sig):
     """SIGTERM, and SIGHUP (a dropped ssh session), end the run cleanly: samples kept, daemon gone."""
-    path = mps_scenario(tmp_path, iterations=5, min_duration_s=2.0)
+    path = mps_scenario(tmp_path, iterations=5, min_duration_s=2.0,  # two copies: one solo launch
+                        tenants=[tiny("a", "bert-base", batch=1, seq=8, copies=2)])
     out = tmp_path / "run"
     proc = run_cli(fake_env, path, "--out", out, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -408,7 +409,7 @@ def test_tenants_outside_our_session_never_join_a_running_daemon(tmp_path, fake_
     server = ask("get_server_list")[0].strip()
     try:
         scenario = resolve(parse_scenario(dict(name="iso", sharing="timeslice", **QUICK, min_duration_s=1.0, tenants=[
-            tiny("a", "bert-base", batch=1, seq=8), tiny("b", "bert-base", batch=1, seq=4)])))
+            tiny("a", "bert-base", batch=1, seq=8, copies=2)])))
         asked: set[str] = set()
 
         def on_event(key, kind, value):
