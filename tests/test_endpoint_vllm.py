@@ -87,5 +87,6 @@ def _left_over(run: Path) -> list[int]:
 
 def test_two_vllm_servers_and_ours_time_sliced(tmp_path):
     folder = build_folder(tmp_path / "tiny-llama", {"model_type": "llama", **TINY_LLAMA})
-    tenants = [vllm_tenant("vllm-a", folder), vllm_tenant("vllm-b", folder, output_len=[8, 16]), ours_tenant("ours", folder)]
+    tenants = [vllm_tenant("vllm-a", folder), vllm_tenant("vllm-b", folder, output_len=[8, 16]),
+               ours_tenant("ours", folder)]
     check_contract(run_shared(tmp_path, tenants), ["vllm-a", "vllm-b", "ours"])

@@ -76,10 +76,8 @@ def test_a_stopped_command_leaves_no_process_and_keeps_its_results(tmp_path, com
     for stop, proc in procs.items():
         sig, to_group, times = STOPS[stop]
         log = tmp_path / stop / "stderr.log"
-        while ready not in log.read_text():
-            assert time.monotonic() < deadline and proc.poll() is None, f"{stop}: {log.read_text()}"
-            time.sleep(0.2)
-        while command == "sweep" and not list((tmp_path / stop / "out").glob("*/manifest.json")):
+        out = tmp_path / stop / "out"
+        while ready not in log.read_text() or (command == "sweep" and not any(out.glob("*/manifest.json"))):
             assert time.monotonic() < deadline and proc.poll() is None, f"{stop}: {log.read_text()}"
             time.sleep(0.2)
         for _ in range(times):
