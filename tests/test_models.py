@@ -27,6 +27,12 @@ def test_full_configs_keep_the_details():
     assert deberta.pos_att_type == ["p2c", "c2p"] and deberta.position_biased_input is False
 
 
+@pytest.mark.parametrize("size", ["full", "tiny"])
+@pytest.mark.parametrize("name", list(zoo.ZOO))
+def test_the_vocabulary_size_read_from_the_fields_is_the_configs(name, size):
+    assert zoo.get(name).vocab_size(size) == zoo.get(name).make_config(size).vocab_size
+
+
 def test_unknown_model_lists_the_zoo():
     with pytest.raises(zoo.UnknownModel, match="known: bert-base"):
         zoo.get("bert-large")

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from tenancy.core.exit import exits_quickly
 from tenancy.core.signals import PARENT_GONE, ignore_group_signals
 
 STATS_EVERY_NS = 100_000_000
@@ -115,6 +116,7 @@ class EngineAdapter:
                      first_token_ns=s.token_ns[0] if s.token_ns else None, finish_ns=s.finish_ns) for s in out]
 
 
+@exits_quickly
 def replica_main(spec: ReplicaSpec, conn) -> None:
     """Entry point of a spawned replica: build, report ready, serve until told to stop."""
     from tenancy.core.env_vars import apply_env

@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from tenancy.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, TenancyError
+from tenancy.core.exit import exits_quickly
 from tenancy.core.signals import STOP_SIGNALS, start_resource_tracker, stop_on_first_signal
 
 console = Console(stderr=True)
@@ -33,6 +34,7 @@ for command in (run, sweep, report, serve_command, scale, advise, doctor_cmd, mo
     cli.add_command(command)
 
 
+@exits_quickly
 def main() -> None:
     """Console entry point: every expected failure is one line and an exit code."""
     start_resource_tracker()

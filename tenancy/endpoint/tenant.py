@@ -41,7 +41,7 @@ def log_path(job) -> Path:
 def _vocab_size(tenant) -> int:
     from tenancy.models import zoo
 
-    return int(zoo.get(tenant.model).make_config(tenant.size).vocab_size)
+    return zoo.get(tenant.model).vocab_size(tenant.size)
 
 
 @contextlib.contextmanager

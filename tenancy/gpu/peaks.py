@@ -13,6 +13,7 @@ import os
 import time
 from typing import Any
 
+from tenancy.core.exit import exits_quickly
 from tenancy.core.signals import children_start_held, ignore_group_signals
 
 GEMM_N = {"cuda": 8192, "cpu": 1024}  # square matrices; 2 n^3 FLOPs per product
@@ -66,6 +67,7 @@ def measure(device: str, dtype: str, threads: int | None = None) -> dict[str, An
         torch.set_num_threads(before)
 
 
+@exits_quickly
 def _child(device: str, dtypes: list[str], env: dict[str, str | None], queue) -> None:
     from tenancy.core.env_vars import apply_env
 

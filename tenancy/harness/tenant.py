@@ -14,6 +14,7 @@ from threading import BrokenBarrierError
 from typing import Any
 
 from tenancy.core.env_vars import apply_env
+from tenancy.core.exit import exits_quickly
 from tenancy.core.signals import PARENT_GONE, ignore_group_signals
 from tenancy.core.sync import Quota
 
@@ -92,12 +93,8 @@ def run_tenant(job: Job, sync, queue, load_lock=None) -> None:
     cols: dict[str, list] = {c: [] for c in COLUMNS}
     status, message = "ok", ""
     try:
-        import torch
-
         from tenancy.harness.scenario import Tenant
 
-        if threading.current_thread() is threading.main_thread():
-            torch.set_num_threads(job.threads)
         queue.put(("status", key, "loading"))
         tenant = Tenant.model_validate(job.tenant)
         run = {"serve": _run_serving, "endpoint": _run_endpoint}.get(tenant.task, _run_closed_loop)
@@ -112,6 +109,14 @@ def run_tenant(job: Job, sync, queue, load_lock=None) -> None:
     queue.put(("samples", key, cols, status, message))
 
 
+def _set_threads(job: Job) -> None:
+    """torch's CPU threads, for the tenants that compute (an endpoint tenant's client never loads torch)."""
+    import torch
+
+    if threading.current_thread() is threading.main_thread():
+        torch.set_num_threads(job.threads)
+
+
 def _progress(queue, key: str):
     return lambda n: queue.put(("progress", key, n))
 
@@ -121,6 +126,7 @@ def _run_serving(tenant, job: Job, sync, queue, cols: dict[str, list], load_lock
     from tenancy.serving import tenant as serving
 
     cols["requests"] = []
+    _set_threads(job)
     with load_lock:
         task = serving.build(tenant, job.device, job.seed)
     queue.put(("ready", job.key, os.getpid()))
@@ -151,6 +157,7 @@ def _run_closed_loop(tenant, job: Job, sync, queue, cols: dict[str, list], load_
     from tenancy.harness.tasks import build_task
     from tenancy.harness.timer import make_timer
 
+    _set_threads(job)
     with load_lock:
         task = build_task(tenant, job.device, job.seed)
     timer = make_timer(job.device)
@@ -176,6 +183,7 @@ def _classify(err: BaseException) -> tuple[str, str]:
     return "error", f"{name}: {text}"
 
 
+@exits_quickly
 def process_main(job: Job, sync, queue) -> None:
     """Entry point of a spawned tenant process."""
     ignore_group_signals()  # the parent stops us

@@ -24,6 +24,14 @@ class ModelSpec:
         c = self.config
         return int(c.get("max_position_embeddings") or c.get("n_positions") or c.get("n_ctx") or 2**31 - 1)
 
+    def vocab_size(self, size: Size = "full") -> int:
+        """From the config's own fields where it names it (no transformers import: an endpoint
+        tenant's client needs nothing else of the model), else from the built config."""
+        fields = {**self.config, **(self.tiny if size == "tiny" else {})}
+        if isinstance(fields.get("vocab_size"), int):
+            return fields["vocab_size"]
+        return int(self.make_config(size).vocab_size)
+
     def make_config(self, size: Size = "full"):
         from transformers import AutoConfig
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from tenancy.core import results
 from tenancy.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, TenancyError
+from tenancy.core.exit import exits_quickly
 from tenancy.core.signals import accept_group_signals
 from tenancy.gpu import devices, environment
 from tenancy.harness.matrix import Expanded
@@ -119,6 +120,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     return row
 
 
+@exits_quickly
 def main(argv: list[str]) -> int:
     spec = TaskSpec(**json.loads(Path(argv[0]).read_text()))
     row = run_task(spec)

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from tenancy.core import results
+from tenancy.core.exit import exits_quickly
 from tenancy.core.signals import PARENT_GONE, children_start_held, ignore_group_signals
 from tenancy.gpu.monitor.gpu_table import foreign_processes, foreign_warnings, frame, launch_summary, our_pids, window
 from tenancy.gpu.monitor.nvml import make_reader
@@ -157,6 +158,7 @@ def sample_loop(reader, conn, interval_s: float, clock=time.perf_counter_ns) -> 
         next_t = max(next_t + interval_s, time.monotonic())
 
 
+@exits_quickly
 def sampler_main(conn, spec: str, gpu: str | None, interval_s: float) -> None:
     """Entry point of the sampler process."""
     ignore_group_signals()  # the parent stops us

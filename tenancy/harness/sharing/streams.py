@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tenancy.core.env_vars import environ
+from tenancy.core.exit import exits_quickly
 from tenancy.core.signals import children_start_held, ignore_group_signals
 from tenancy.core.sync import ProcessSync, ThreadSync
 from tenancy.harness.launch import Inbox, Launch, Outcome, supervise
@@ -75,6 +76,7 @@ def run_threads(launch: Launch) -> dict[str, Outcome]:
     return supervise(launch, start, inbox, bridge)
 
 
+@exits_quickly
 def child_main(jobs: list[Job], bridge: ProcessSync, out_q, threads: int) -> None:
     """The streams process: one thread per tenant; this thread forwards and relays the barrier."""
     ignore_group_signals()  # the parent stops us
