@@ -1,6 +1,7 @@
 """The work a tenant repeats: one forward pass, or prefill plus greedy decode with the KV cache."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ class Generate:
     model: Any
     input_ids: torch.Tensor
     new_tokens: int
+    cache_name: str = "past_key_values"  # "cache" in newer transformers (cache_name_of)
 
     stages = ("prefill", "decode")
 
@@ -45,13 +47,19 @@ class Generate:
             out = self.model(input_ids=self.input_ids, use_cache=True, logits_to_keep=1)
             tokens = [out.logits[:, -1].argmax(-1, keepdim=True)]
         timer.mark()
-        cache = out.past_key_values
+        cache = getattr(out, self.cache_name)
         with nvtx.annotate("decode", color="green"):
             for _ in range(self.new_tokens - 1):
-                out = self.model(input_ids=tokens[-1], past_key_values=cache, use_cache=True)
-                cache = out.past_key_values
+                out = self.model(input_ids=tokens[-1], use_cache=True, **{self.cache_name: cache})
+                cache = getattr(out, self.cache_name)
                 tokens.append(out.logits[:, -1].argmax(-1, keepdim=True))
         return tokens
+
+
+def cache_name_of(model) -> str:
+    """The KV cache's name in the model's forward and output: transformers renamed
+    `past_key_values` to `cache` (the old name still works there, with a deprecation warning)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def build_task(tenant, device: str, seed: int):
@@ -59,5 +67,5 @@ def build_task(tenant, device: str, seed: int):
     model = zoo.build(tenant.model, tenant.size, tenant.dtype, device, tenant.weights, seed)
     ids = zoo.random_input_ids(model.config.vocab_size, tenant.batch, tenant.seq, seed, device)
     if tenant.task == "generate":
-        return Generate(model, ids, tenant.new_tokens)
+        return Generate(model, ids, tenant.new_tokens, cache_name_of(model))
     return Forward(model, ids)
