@@ -85,6 +85,7 @@ def test_autoscale_block_is_validated_with_the_scenario(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error:") and "no autoscale block" in r.stderr
 
 
+@pytest.mark.slow
 def test_one_small_real_run_serves_every_request_on_two_replicas(tmp_path):
     """Tiny Llama engine, two replica processes, a 3 s sinusoid: every request is served and
     recorded with its replica, and the report draws the scale figures."""

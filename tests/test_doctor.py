@@ -25,6 +25,7 @@ def _rows(rows) -> dict[str, doctor.Check]:
     return {r.name: r for r in rows}
 
 
+@pytest.mark.slow
 def test_on_a_machine_without_a_gpu_it_says_so_and_passes():
     if environment.nvml_gpus():
         pytest.skip("this machine has a GPU")

@@ -116,6 +116,7 @@ def test_hf_engine_serves_any_decoder(folders):
     assert t.serving.engine == "hf"
 
 
+@pytest.mark.slow
 def test_run_with_a_folder_encoder_and_a_folder_decoder(folders, tmp_path):
     path = write_scenario(tmp_path / "hf.yaml", name="hf", sharing="timeslice", **FAST, tenants=[
         dict(name="enc", model=folders["modernbert"], batch=1, seq=8),

@@ -222,6 +222,7 @@ def test_exclusive_process_is_opt_in_and_restored(tmp_path, fake_env):
 
 # --- tenants under the stand-in daemon --------------------------------------------------------
 
+@pytest.mark.slow
 def test_tenants_attach_and_a_crash_still_stops_the_daemon(tmp_path, fake_env):
     """Real tenant processes get the MPS environment, pass the attachment check; one is killed."""
     scenario = resolve(parse_scenario(dict(name="crash", sharing="mps", device="cpu", iterations=100000, warmup=1,
@@ -250,6 +251,7 @@ def test_tenants_attach_and_a_crash_still_stops_the_daemon(tmp_path, fake_env):
     assert info["stop"]["clean"] and processes_of(Path(info["pipe_dir"]), NAMES) == []
 
 
+@pytest.mark.slow
 def test_cli_run_under_mps(tmp_path, fake_env):
     proc = run_cli(fake_env, mps_scenario(tmp_path), "--out", tmp_path / "run")
     _, err = proc.communicate(timeout=180)
@@ -272,6 +274,7 @@ def test_cli_run_under_mps(tmp_path, fake_env):
     assert set(samples.loc[samples["phase"] == "shared", "sharing"]) == {"mps"}
 
 
+@pytest.mark.slow
 def test_attachment_failure_is_an_error_and_keeps_what_was_measured(tmp_path, fake_env, monkeypatch):
     """A tenant missing from the client list fails the run (exit 1, one line), after the solo
     phase was written, and the daemon is still stopped."""
@@ -292,6 +295,7 @@ def test_attachment_failure_is_an_error_and_keeps_what_was_measured(tmp_path, fa
     assert processes_of(Path(m["sharing"]["sessions"][0]["pipe_dir"]), NAMES) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_shared_phase_stops_the_daemon(tmp_path, fake_env):
     """A real SIGINT to this process while the tenants measure under MPS: Interrupted, and the
     daemon and its server are gone afterwards."""
@@ -315,6 +319,7 @@ def test_ctrl_c_in_the_shared_phase_stops_the_daemon(tmp_path, fake_env):
     assert processes_of(Path(info["pipe_dir"]), NAMES) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_cli_signal_stops_the_daemon(tmp_path, fake_env, sig):
     """SIGTERM, and SIGHUP (a dropped ssh session), end the run cleanly: samples kept, daemon gone."""
@@ -365,6 +370,7 @@ def test_fake_control_rejects_an_index_that_is_invalid_after_remapping(tmp_path,
     assert set(rejected) == {str(clients[0].pid), str(clients[3].pid)}
 
 
+@pytest.mark.slow
 def test_a_visible_device_index_is_resolved_to_its_uuid(tmp_path, fake_env, fake_nvml, monkeypatch):
     """CUDA_VISIBLE_DEVICES=1 on a two-GPU node: the daemon, the clients and nvidia-smi all get GPU
     1's UUID (an index kept by the clients would be invalid after the server's remapping)."""
@@ -388,6 +394,7 @@ def test_a_visible_device_index_is_resolved_to_its_uuid(tmp_path, fake_env, fake
     assert sh["compute_mode"]["restored"] and os.environ["CUDA_VISIBLE_DEVICES"] == "1"
 
 
+@pytest.mark.slow
 def test_tenants_outside_our_session_never_join_a_running_daemon(tmp_path, fake_env, monkeypatch):
     """A daemon that is not ours is running, and the shell exported its pipe directory: solo and
     time-sliced tenants get an empty private pipe directory instead (and no inherited CUDA_MPS_*),

@@ -129,6 +129,7 @@ def test_default_run_dirs_are_fresh(tmp_path):
     assert a != b and a.parent == b.parent == tmp_path and a.name.startswith("x-")
 
 
+@pytest.mark.slow
 def test_exclusive_runs_solo_only_and_a_failing_tenant_keeps_the_rest(tmp_path):
     path = write_scenario(tmp_path / "s.yaml", name="excl", sharing="exclusive", **FAST, tenants=[
         tiny("good", "bert-base"), tiny("broken", "distilgpt2", weights=broken_weights(tmp_path))])
@@ -143,6 +144,7 @@ def test_exclusive_runs_solo_only_and_a_failing_tenant_keeps_the_rest(tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["stp"] is None
 
 
+@pytest.mark.slow
 def test_a_crashed_tenant_stops_the_others_who_keep_their_samples(tmp_path):
     """Kill one tenant mid-measurement: it is reported crashed, the other hands in what it has."""
     scenario = resolve(parse_scenario(dict(name="crash", device="cpu", iterations=100000, warmup=1, tenants=[
@@ -173,6 +175,7 @@ def test_a_crashed_tenant_stops_the_others_who_keep_their_samples(tmp_path):
     assert runner.manifest["window_closed_early"][0]["at_ns"] == launch.stopped_ns
 
 
+@pytest.mark.slow
 def test_sigint_keeps_what_was_measured(tmp_path):
     path = write_scenario(tmp_path / "s.yaml", name="long", device="cpu", warmup=1, iterations=1000000, repeats=1,
                           tenants=[tiny("a", "bert-base"), tiny("b", "bert-base", seq=8)])
@@ -199,6 +202,7 @@ def test_sigint_keeps_what_was_measured(tmp_path):
     assert len(samples) == manifest["tenants"][0]["samples"]
 
 
+@pytest.mark.slow
 def test_serving_engine_runs_as_a_tenant(tmp_path):
     """A `task: serve` tenant next to an encoder: one sample per request, requests.parquet, and
     the slowdown of each latency metric against its solo run.
@@ -234,6 +238,7 @@ def test_serving_engine_runs_as_a_tenant(tmp_path):
     assert metrics["n_tenants"] == 1 and [p["tenant"] for p in metrics["per_tenant"] if p["task"] != "serve"] == ["enc"]
 
 
+@pytest.mark.slow
 def test_a_run_that_measured_nothing_still_writes_its_tables(tmp_path):
     """The only tenant fails while loading: exit 1, and samples/summary exist, empty, with their
     columns, so a script that loads every run directory needs no special case."""

@@ -158,6 +158,7 @@ def test_unknown_model_is_404_as_vllm(url):
     assert r.status_code == 404 and r.json()["error"]["type"] == "NotFoundError" and "gpt-9" in r.json()["error"]["message"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_cli_serves_and_stops_on_a_signal(sig):
     env = dict(os.environ, PYTHONPATH=os.getcwd())

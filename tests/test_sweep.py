@@ -198,6 +198,7 @@ def test_bad_sources_are_one_line_errors(tmp_path):
         expand_all([str(a), str(b)])
 
 
+@pytest.mark.slow
 def test_a_study_starts_with_an_a_a_control(tmp_path):
     """The control repeats the first run's first tenant alone in both phases, with its protocol;
     `--no-control` leaves it out, and a suite that has a control of its own gets no second one."""
