@@ -36,7 +36,7 @@ class Generate:
     model: Any
     input_ids: torch.Tensor
     new_tokens: int
-    cache_name: str = "past_key_values"  # "cache" in newer transformers (cache_name_of)
+    cache_name: str  # the KV cache's keyword and output field: cache_name_of(model)
 
     stages = ("prefill", "decode")
 
