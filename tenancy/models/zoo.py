@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tenancy.models import param_cache
 from tenancy.models.hf_spec import resolve
 from tenancy.models.spec import Kind, ModelSpec, Size, UnknownModel
 
@@ -110,10 +111,14 @@ def get(name: str) -> ModelSpec:
     return resolve(name, list(ZOO))
 
 
+def _auto_name(kind: Kind) -> str:
+    return "AutoModelForCausalLM" if kind == "decoder" else "AutoModel"
+
+
 def _auto_class(kind: Kind):
     import transformers
 
-    return transformers.AutoModelForCausalLM if kind == "decoder" else transformers.AutoModel
+    return getattr(transformers, _auto_name(kind))
 
 
 def build(name: str, size: Size = "full", dtype: str = "float32", device: str = "cpu",
@@ -139,13 +144,20 @@ def build(name: str, size: Size = "full", dtype: str = "float32", device: str = 
 
 
 def count_params(name: str, size: Size = "full") -> int:
-    """Parameters of the model, counted on the meta device (no memory is allocated)."""
-    import torch
-
+    """Parameters of the model, counted on the meta device (no memory is allocated) once per
+    config and transformers version, then read from the user's cache (param_cache.py)."""
     spec = get(name)
-    with torch.device("meta"):
-        model = _auto_class(spec.kind).from_config(spec.make_config(size))
-    return sum(p.numel() for p in model.parameters())
+    config = spec.make_config(size)
+    k = param_cache.key(_auto_name(spec.kind), config)
+    n = param_cache.get(k)
+    if n is None:
+        import torch
+
+        with torch.device("meta"):
+            model = _auto_class(spec.kind).from_config(config)
+        n = sum(p.numel() for p in model.parameters())
+        param_cache.put(k, n)
+    return n
 
 
 def random_input_ids(vocab_size: int, batch: int, seq: int, seed: int = 0, device: str = "cpu"):
