@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tenancy.serving.config import WorkloadConfig
-from tenancy.serving.workload import RequestSource, RequestSpec, arrival_times, generate, load_trace
+from tenancy.serving.workload import RequestSource, RequestSpec, arrival_times, generate, load_trace, longest
 
 
 def test_seeded_reproducible():
@@ -57,6 +57,14 @@ def test_duration_and_all_at_once():
     assert all(s.arrival_s < 5.0 for s in specs) and 60 < len(specs) < 140
     burst = generate(WorkloadConfig(arrival="all_at_once", num_requests=9), 100)
     assert len(burst) == 9 and {s.arrival_s for s in burst} == {0.0}
+
+
+@pytest.mark.parametrize("cfg", [WorkloadConfig(num_requests=200, input_len=(1, 300), output_len=(1, 90), seed=5),
+                                 WorkloadConfig(arrival="closed", concurrency=2, num_requests=40, input_len=(2, 50)),
+                                 WorkloadConfig(rate=30, duration_s=3.0, output_len=(4, 400))])
+def test_longest_is_the_longest_request_generate_makes(cfg):
+    """The engine sizes its KV pool by it, before the run draws the requests."""
+    assert longest(cfg) == max(len(s.prompt) + s.output_len for s in generate(cfg, 50))
 
 
 def test_trace_file(tmp_path):

@@ -34,9 +34,7 @@ def build_engine(cfg: ServingConfig, device: str = "cpu", hf_model=None,
 def llm_engine(cfg: ServingConfig, hf_model, mem_limit_bytes: Optional[int] = None) -> LLMEngine:
     """Our engine (iteration or request level) on a built model, sized for the workload's longest
     request and warmed up."""
-    specs = workload.generate(cfg.workload, hf_model.config.vocab_size)
-    longest = max((len(s.prompt) + s.output_len for s in specs), default=None)
-    engine = LLMEngine(hf_model, cfg, max_seq_len=longest, mem_limit_bytes=mem_limit_bytes)
+    engine = LLMEngine(hf_model, cfg, max_seq_len=workload.longest(cfg.workload), mem_limit_bytes=mem_limit_bytes)
     engine.warmup()
     return engine
 

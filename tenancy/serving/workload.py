@@ -82,21 +82,30 @@ def load_trace(path: Path) -> list[tuple[float, int, int]]:
     return sorted(rows, key=lambda r: r[0])
 
 
-def generate(cfg: WorkloadConfig, vocab_size: int) -> list[RequestSpec]:
-    """The benchmark's requests, sorted by arrival. Same config and seed, same requests."""
-    rng = np.random.default_rng(cfg.seed)
+def _draws(cfg: WorkloadConfig) -> tuple[list, list[int], list[int]]:
+    """Arrivals, input and output lengths: everything of the requests but their prompts."""
     if cfg.trace is not None:
         rows = load_trace(cfg.trace)
-        arrivals = [r[0] for r in rows]
-        ins, outs = [r[1] for r in rows], [r[2] for r in rows]
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.arrival == "closed":
+        arrivals = [None] * cfg.num_requests
     else:
-        if cfg.arrival == "closed":
-            arrivals = [None] * cfg.num_requests
-        else:
-            n = None if cfg.duration_s is not None and cfg.arrival != "all_at_once" else cfg.num_requests
-            arrivals = arrival_times(cfg, rng, n).tolist()
-        ins = _lengths(cfg.input_len, rng, len(arrivals)).tolist()
-        outs = _lengths(cfg.output_len, rng, len(arrivals)).tolist()
+        n = None if cfg.duration_s is not None and cfg.arrival != "all_at_once" else cfg.num_requests
+        arrivals = arrival_times(cfg, rng, n).tolist()
+    return arrivals, _lengths(cfg.input_len, rng, len(arrivals)).tolist(), \
+        _lengths(cfg.output_len, rng, len(arrivals)).tolist()
+
+
+def longest(cfg: WorkloadConfig) -> int | None:
+    """The longest request (prompt + output tokens) `generate` will make, without drawing prompts."""
+    _, ins, outs = _draws(cfg)
+    return max(map(sum, zip(ins, outs)), default=None)
+
+
+def generate(cfg: WorkloadConfig, vocab_size: int) -> list[RequestSpec]:
+    """The benchmark's requests, sorted by arrival. Same config and seed, same requests."""
+    arrivals, ins, outs = _draws(cfg)
     prompt_rng = np.random.default_rng([cfg.seed, 1])  # prompts independent of the arrival draws
     return [RequestSpec(i, a, prompt_rng.integers(3, vocab_size, size=k).tolist(), o)
             for i, (a, k, o) in enumerate(zip(arrivals, ins, outs))]
