@@ -11,6 +11,7 @@ import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
 from tenancy.analysis import floors, roofline
+from tenancy.harness.tasks import cache_name_of
 from tenancy.models import zoo
 
 
@@ -80,10 +81,11 @@ def test_flops_equal_the_profiler_on_tiny_models(name):
         return
     counted, out = _counted(model, input_ids=ids, use_cache=True, logits_to_keep=1)
     assert counted == roofline.prefill(m, b, s, 4).flops
-    cache = out.past_key_values
+    name = cache_name_of(model)
+    cache = getattr(out, name)
     for i in range(1, 3):  # two decode steps, the context growing
-        counted, out = _counted(model, input_ids=ids[:, :1], past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+        counted, out = _counted(model, input_ids=ids[:, :1], use_cache=True, **{name: cache})
+        cache = getattr(out, name)
         assert counted == roofline.decode(m, b, s + i, 4).flops
 
 
