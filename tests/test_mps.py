@@ -252,13 +252,28 @@ def test_tenants_attach_and_a_crash_still_stops_the_daemon(tmp_path, fake_env):
 
 
 @pytest.mark.slow
-def test_cli_run_under_mps(tmp_path, fake_env):
-    proc = run_cli(fake_env, mps_scenario(tmp_path), "--out", tmp_path / "run")
+def test_cli_run_under_mps(tmp_path, fake_env, fake_nvml, monkeypatch):
+    """On a two-GPU node with CUDA_VISIBLE_DEVICES=1: the daemon, the clients and nvidia-smi all get
+    GPU 1's UUID (an index kept by the clients would be invalid after the server's remapping); the
+    tenants get their thread percentages and memory limits, the card its compute mode back."""
+    config = machine(2)
+    fake_nvml(config)
+    uuid = config["gpus"][1]["uuid"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    path = mps_scenario(tmp_path, sharing={"mode": "mps", "default_thread_percentage": 60, "exclusive_process": True})
+    proc = run_cli(dict(os.environ), path, "--out", tmp_path / "run")
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
     sh = m["sharing"]["sessions"][0]
     assert m["status"] == "complete" and sh["mode"] == "mps" and sh["default_active_thread_percentage_requested"] == 60
+    assert m["gpu"] == {"index": 1, "uuid": uuid, "name": "NVIDIA H100 80GB HBM3", "driver": config["driver"]}
+    assert sh["visible_devices"] == uuid and sh["attach"][0]["missing"] == {}
+    assert {t["env"]["CUDA_VISIBLE_DEVICES"] for t in m["tenants"]} == {uuid}
+    assert {t["env"]["CUDA_DEVICE_ORDER"] for t in m["tenants"]} == {"PCI_BUS_ID"}
+    smi = (tmp_path / "smi.log").read_text().splitlines()
+    assert smi[0] == f"-i {uuid} --query-gpu=compute_mode --format=csv,noheader" and smi[-1] == f"-i {uuid} -c DEFAULT"
+    assert sh["compute_mode"]["restored"]
     assert sh["pipe_dir"].startswith("/tmp/tenancy-mps-") and not Path(sh["pipe_dir"]).exists()
     assert sh["log_dir"] == str((tmp_path / "run").resolve() / "mps" / "log")
     assert sh["default_active_thread_percentage"] == 60.0
@@ -368,30 +383,6 @@ def test_fake_control_rejects_an_index_that_is_invalid_after_remapping(tmp_path,
     assert listed == {clients[1].pid, clients[2].pid}
     rejected = [c["rejected"] for c in calls(d.log_dir) if "rejected" in c][0]
     assert set(rejected) == {str(clients[0].pid), str(clients[3].pid)}
-
-
-@pytest.mark.slow
-def test_a_visible_device_index_is_resolved_to_its_uuid(tmp_path, fake_env, fake_nvml, monkeypatch):
-    """CUDA_VISIBLE_DEVICES=1 on a two-GPU node: the daemon, the clients and nvidia-smi all get GPU
-    1's UUID (an index kept by the clients would be invalid after the server's remapping)."""
-    config = machine(2)
-    fake_nvml(config)
-    uuid = config["gpus"][1]["uuid"]
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    scenario = resolve(parse_scenario(dict(name="remap", sharing={"mode": "mps", "exclusive_process": True}, **QUICK,
-                                           tenants=[tiny("a", "bert-base", batch=1, seq=8, copies=2)])))
-    runner = Runner(scenario, tmp_path / "run")
-    (tmp_path / "run").mkdir()
-    assert runner.run() == 0
-    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert m["gpu"] == {"index": 1, "uuid": uuid, "name": "NVIDIA H100 80GB HBM3", "driver": config["driver"]}
-    sh = m["sharing"]["sessions"][0]
-    assert sh["visible_devices"] == uuid and sh["attach"][0]["missing"] == {}
-    assert {t["env"]["CUDA_VISIBLE_DEVICES"] for t in m["tenants"]} == {uuid}
-    assert {t["env"]["CUDA_DEVICE_ORDER"] for t in m["tenants"]} == {"PCI_BUS_ID"}
-    smi = (tmp_path / "smi.log").read_text().splitlines()
-    assert smi[0] == f"-i {uuid} --query-gpu=compute_mode --format=csv,noheader" and smi[-1] == f"-i {uuid} -c DEFAULT"
-    assert sh["compute_mode"]["restored"] and os.environ["CUDA_VISIBLE_DEVICES"] == "1"
 
 
 @pytest.mark.slow
