@@ -204,7 +204,7 @@ def test_a_stopped_run_ends_every_server_group(tmp_path):
         work = tmp_path / stop
         work.mkdir()
         t = endpoint_tenant("a", pid_file=work / "pids")
-        t["endpoint"]["workload"] = {**WORKLOAD, "rate": 5, "num_requests": 100000}
+        t["endpoint"]["workload"] = {**WORKLOAD, "rate": 5, "num_requests": 2000}  # 400 s: outlasts the test
         log = (work / "stderr.log").open("w")
         procs[stop] = subprocess.Popen([sys.executable, "-m", "tenancy", "run", str(scenario(work, t)), "--out",
                                         str(work / "out")], stdout=log, stderr=log, start_new_session=True)

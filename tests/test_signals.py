@@ -39,7 +39,7 @@ def _scale_scenario(tmp_path: Path) -> Path:
 COMMANDS = {
     "run": (lambda p, out: ["run", str(_long_scenario(p)), "--out", str(out)], "measuring"),
     "serve": (lambda p, out: ["serve", "--model", "distilgpt2", "--size", "tiny", "--device", "cpu",
-                              "--rate", "2", "--num-requests", "100000", "--out", str(out)], "serving ->"),
+                              "--rate", "2", "--num-requests", "1000", "--out", str(out)], "serving ->"),  # 500 s of arrivals
     "scale": (lambda p, out: ["scale", str(_scale_scenario(p)), "--out", str(out)], "static"),
     "sweep": (lambda p, out: ["sweep", str(_long_scenario(p)), "--no-control", "--out", str(out)], "sweep:"),
 }
