@@ -45,15 +45,16 @@ def broken_weights(root: Path) -> str:
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """`tenancy ARGS` in this process; the signal handlers main() installs are put back after,
-    so that later tests (and the processes they start) still see Ctrl-C."""
-    from tenancy.cli.main import main
+    """`tenancy ARGS` in this process, without main()'s process teardown; the signal handlers the
+    command installs are put back after, so that later tests (and the processes they start)
+    still see Ctrl-C."""
+    from tenancy.cli.main import run_command
 
     monkeypatch.setattr(sys, "argv", ["tenancy", *map(str, args)])
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     code = 0  # main() returns when the command ends without sys.exit
     try:
-        main()
+        run_command()
     except SystemExit as exit_:
         code = exit_.code or 0
     finally:

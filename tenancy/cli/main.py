@@ -36,7 +36,19 @@ for command in (run, sweep, report, serve_command, scale, advise, doctor_cmd, mo
 
 @exits_quickly
 def main() -> None:
-    """Console entry point: every expected failure is one line and an exit code."""
+    """Console entry point: the command, then what only the end of a process may do."""
+    try:
+        run_command()
+    finally:  # the exit code is decided: a late Ctrl-C must not turn teardown into a traceback
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        _stop_resource_tracker()
+
+
+def run_command() -> None:
+    """The command in sys.argv; every expected failure is one line and an exit code (SystemExit).
+    Tests run it in their own process: main's teardown would reap the tracker that process's
+    semaphores are registered with (it unlinks them) and freeze its heap."""
     start_resource_tracker()
     stop_on_first_signal()
     try:
@@ -59,10 +71,6 @@ def main() -> None:
         console.print(f"internal error: {type(err).__name__}: {err} (set TENANCY_DEBUG=1 for the traceback)",
                       markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_FAILED)
-    finally:  # the exit code is decided: a late Ctrl-C must not turn teardown into a traceback
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        _stop_resource_tracker()
 
 
 def _stop_resource_tracker() -> None:
