@@ -62,6 +62,17 @@ def test_a_corrupt_cache_means_counting_again(own_cache, content):
     assert n == _meta_count("bert-base", "tiny") and json.loads(own_cache.read_text()) == {key: n}
 
 
+def test_a_config_that_is_not_json_is_counted_and_not_cached(own_cache, monkeypatch):
+    from transformers import BertConfig
+
+    def unwritable(self, use_diff=True):
+        raise TypeError("Object of type Tokenizer is not JSON serializable")
+
+    monkeypatch.setattr(BertConfig, "to_json_string", unwritable)
+    assert zoo.count_params("bert-base", "tiny") == _meta_count("bert-base", "tiny")
+    assert not own_cache.exists()
+
+
 def test_an_unwritable_cache_still_gives_the_count(tmp_path, monkeypatch):
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv(param_cache.CACHE_ENV, str(tmp_path / "a-file" / "cache"))  # mkdir fails

@@ -25,11 +25,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tenancy"
 
 
-def key(auto_class: str, config) -> str:
+def key(auto_class: str, config) -> str | None:
+    """None for a config that cannot be written as JSON (a custom class's own fields): not cached."""
     import transformers
 
-    digest = hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest()[:32]
-    return f"{transformers.__version__}/{auto_class}/{digest}"
+    try:
+        text = config.to_json_string(use_diff=False)
+    except (TypeError, ValueError):
+        return None
+    return f"{transformers.__version__}/{auto_class}/{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 def _read(path: Path) -> dict:
@@ -40,13 +44,17 @@ def _read(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def get(k: str) -> int | None:
+def get(k: str | None) -> int | None:
+    if k is None:
+        return None
     value = _read(cache_dir() / FILE).get(k)
     return value if isinstance(value, int) and value > 0 else None
 
 
-def put(k: str, n: int) -> None:
+def put(k: str | None, n: int) -> None:
     """Add one entry; concurrent writers may drop each other's entry, which only costs a recount."""
+    if k is None:
+        return
     path = cache_dir() / FILE
     tmp = path.with_name(f"{FILE}.{os.getpid()}.tmp")
     try:
