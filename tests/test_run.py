@@ -121,6 +121,21 @@ def test_results_never_overwrite_a_run(pair_run, tmp_path):
     assert (pair_run / "samples.parquet").stat().st_mtime_ns == before
 
 
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    from tenancy.core import results
+
+    path = tmp_path / "metrics.json"
+    results.write_json(path, {"stp": 1.5})
+
+    def half_then_fail(tmp):
+        tmp.write_text('{"stp": ')
+        raise KeyboardInterrupt  # Ctrl-C in the middle of a write
+
+    with pytest.raises(KeyboardInterrupt):
+        results._atomic(path, half_then_fail)
+    assert json.loads(path.read_text()) == {"stp": 1.5} and sorted(tmp_path.iterdir()) == [path]
+
+
 def test_default_run_dirs_are_fresh(tmp_path):
     from tenancy.core.results import new_run_dir
 

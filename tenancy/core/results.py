@@ -5,6 +5,7 @@ leaves every sample measured so far on disk.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -49,9 +50,16 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "results")
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    """Readers see the old file or the new one, never half of it; each writing process has its own
+    temporary file (two may write one index), and a write that fails or is interrupted leaves none."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

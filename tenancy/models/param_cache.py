@@ -9,7 +9,6 @@ file means counting again, never an error.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -55,12 +54,11 @@ def put(k: str | None, n: int) -> None:
     """Add one entry; concurrent writers may drop each other's entry, which only costs a recount."""
     if k is None:
         return
+    from tenancy.core import results
+
     path = cache_dir() / FILE
-    tmp = path.with_name(f"{FILE}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({**_read(path), k: n}, indent=0, sort_keys=True))
-        os.replace(tmp, path)
+        results.write_json(path, {**_read(path), k: n})
     except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        pass  # a read-only cache: count again next time
