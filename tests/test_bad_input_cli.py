@@ -13,6 +13,8 @@ import yaml
 
 from helpers import run_cli, tiny
 
+from tenancy.cli.main import cli
+
 Setup = Callable[[Path], list]
 
 
@@ -182,10 +184,10 @@ CASES = {**RUN, **SERVE, **OTHERS}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_malformed_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
+def test_malformed_input_is_one_line_and_exit_2(case, tmp_path):
     make, words = CASES[case]
     args = make(tmp_path)
-    code, err = run_cli(monkeypatch, capsys, *args)
+    code, err = run_cli(*args)
     lines = err.strip().splitlines()
     assert code == 2, (args, code, err)
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -205,7 +207,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("case", ["run-batch-negative", "run-unknown-model", "run-endpoint-empty-command",
                                   "run-flag-iterations-zero"])
-def test_a_bad_run_into_a_measured_folder_leaves_it_byte_identical(case, tmp_path, monkeypatch, capsys):
+def test_a_bad_run_into_a_measured_folder_leaves_it_byte_identical(case, tmp_path):
     out = tmp_path / "measured"
     out.mkdir()
     (out / "manifest.json").write_text(json.dumps({"status": "complete"}))
@@ -213,6 +215,20 @@ def test_a_bad_run_into_a_measured_folder_leaves_it_byte_identical(case, tmp_pat
     (out / "samples.parquet").write_bytes(b"PAR1" + bytes(range(64)) + b"PAR1")
     before = _digest(out)
     make, _ = RUN[case]
-    code, err = run_cli(monkeypatch, capsys, *make(tmp_path), "--out", out)
+    code, err = run_cli(*make(tmp_path), "--out", out)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert _digest(out) == before
+
+
+def test_every_listed_command_loads_under_its_own_name():
+    """The commands are imported by name when they run (cli/main.py COMMANDS): a wrong entry in
+    that table would be an internal error for one command only, so each is loaded here."""
+    import click
+
+    ctx = click.Context(cli)
+    names = cli.list_commands(ctx)
+    assert {"run", "sweep", "report", "serve", "scale", "advise", "doctor", "models"} <= set(names)
+    for name in names:
+        command = cli.get_command(ctx, name)
+        assert isinstance(command, click.Command) and command.name == name
+    assert cli.get_command(ctx, "nosuch") is None

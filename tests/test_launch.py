@@ -53,3 +53,37 @@ def test_the_quota_rule_counts_items_and_time_then_waits_for_everyone():
     other = Quota(ThreadSync(1), 0, items=10, min_duration_s=0)
     other.sync.abort()
     assert not other.keep_going(1, now_ns=0) and not other.extra
+
+
+SCRIPT = '''import multiprocessing as mp
+import sys
+
+from tenancy.cli.main import main  # what the `tenancy` console script imports
+
+
+def child(q):
+    q.put(sorted(m for m in ("pandas", "pyarrow", "scipy", "rich.table", "tenancy.cli.run") if m in sys.modules))
+
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    print(q.get(timeout=120))
+    p.join()
+'''
+
+
+def test_a_process_spawned_from_the_tenancy_script_imports_no_command(tmp_path):
+    """Spawn runs the parent's main script again in the child (as `__mp_main__`): a tenant of a
+    `tenancy run` started from the console script imports tenancy.cli.main, which must cost it
+    click, not every command's modules (pandas, pyarrow, scipy: 0.7 s of CPU per tenant here)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "tenancy_script.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

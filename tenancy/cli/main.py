@@ -1,6 +1,7 @@
 """The `tenancy` command line."""
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -15,23 +16,33 @@ from tenancy.core.signals import STOP_SIGNALS, start_resource_tracker, stop_on_f
 console = Console(stderr=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# A command's module is imported when that command runs (or --help lists them all), not before:
+# multiprocessing's spawn runs the parent's main script again in every tenant it starts, and the
+# `tenancy` script imports this module, which must then cost click and not pandas, pyarrow and
+# scipy (0.7 s of CPU per tenant process on this project's 2-core machine).
+COMMANDS = {"advise": "tenancy.cli.advise:advise", "doctor": "tenancy.cli.doctor:doctor_cmd",
+            "models": "tenancy.cli.models:models_cmd", "report": "tenancy.cli.report:report",
+            "run": "tenancy.cli.run:run", "scale": "tenancy.cli.scale:scale",
+            "serve": "tenancy.cli.serve:serve_command", "sweep": "tenancy.cli.sweep:sweep"}
+
+
+class LazyGroup(click.Group):
+    """click's documented way to load subcommands lazily: list them by name, import on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[cmd_name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tenancy")
 def cli() -> None:
     """Measure transformer models co-located on one GPU: alone, time-sliced, under MPS or streams."""
-
-
-from tenancy.cli.advise import advise  # noqa: E402
-from tenancy.cli.doctor import doctor_cmd  # noqa: E402
-from tenancy.cli.models import models_cmd  # noqa: E402
-from tenancy.cli.report import report  # noqa: E402
-from tenancy.cli.run import run  # noqa: E402
-from tenancy.cli.scale import scale  # noqa: E402
-from tenancy.cli.serve import serve_command  # noqa: E402
-from tenancy.cli.sweep import sweep  # noqa: E402
-
-for command in (run, sweep, report, serve_command, scale, advise, doctor_cmd, models_cmd):
-    cli.add_command(command)
 
 
 @exits_quickly
