@@ -328,7 +328,7 @@ def comparison(cmp: pd.DataFrame, labels: list[str], out: Path) -> dict[str, Any
         fig, axes = plt.subplots(1, len(others), figsize=(6.0 * len(others), 5.4), squeeze=False)
         for ax, other in zip(axes[0], others):
             o = cmp[cmp["input"] == other].set_index(keys)
-            both = o.join(base, rsuffix="_0", how="inner")
+            both = o.merge(base, left_index=True, right_index=True, how="inner", suffixes=("", "_0"))
             if both.empty:
                 ax.text(0.5, 0.5, "no shared tenant in common", ha="center", va="center", transform=ax.transAxes)
                 continue

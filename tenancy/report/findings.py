@@ -269,7 +269,8 @@ def compare(cmp: pd.DataFrame, labels: list[str]) -> list[dict[str, str]]:
     base = cmp[cmp["input"] == labels[0]].set_index(keys)
     out = []
     for other in labels[1:]:
-        both = cmp[cmp["input"] == other].set_index(keys).join(base, rsuffix="_0", how="inner")
+        both = cmp[cmp["input"] == other].set_index(keys).merge(base, left_index=True, right_index=True, how="inner",
+                                                                suffixes=("", "_0"))
         if both.empty:
             out.append(_item(sec, "note", f"{other}: no shared tenant copy in common with {labels[0]}."))
             continue
