@@ -1,6 +1,8 @@
 """Shared by the tests: write scenario files and run the CLI as a user would."""
 from __future__ import annotations
 
+import contextlib
+import io
 import signal
 import subprocess
 import sys
@@ -44,23 +46,35 @@ def broken_weights(root: Path) -> str:
     return str(path)
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """`tenancy ARGS` in this process, without main()'s process teardown; the signal handlers the
-    command installs are put back after, so that later tests (and the processes they start)
-    still see Ctrl-C."""
+def tenancy_here(*args: str) -> subprocess.CompletedProcess:
+    """`tenancy ARGS` in this process, as `tenancy` runs it in a new one, without main()'s process
+    teardown: for a test that needs no process of its own (no signal, environment or output of
+    child processes under test), since every new process pays ~4 s of imports here (torch,
+    transformers, pandas) that this one has paid once. The signal handlers the command installs
+    are put back after, so that later tests (and the processes they start) still see Ctrl-C."""
     from tenancy.cli.main import run_command
 
-    monkeypatch.setattr(sys, "argv", ["tenancy", *map(str, args)])
+    command = ["tenancy", *map(str, args)]
+    argv, sys.argv = sys.argv, command
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    code = 0  # main() returns when the command ends without sys.exit
+    out, err = io.StringIO(), io.StringIO()
+    code = 0  # the command returned without sys.exit
     try:
-        run_command()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run_command()
     except SystemExit as exit_:
         code = exit_.code or 0
     finally:
+        sys.argv = argv
         for s, handler in saved.items():
             signal.signal(s, handler)
-    return code, capsys.readouterr().err
+    return subprocess.CompletedProcess(command, code, out.getvalue(), err.getvalue())
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    """tenancy_here's exit code and stderr."""
+    res = tenancy_here(*args)
+    return res.returncode, res.stderr
 
 
 def vllm_python() -> str:

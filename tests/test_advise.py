@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import tenancy
+from helpers import tenancy_here
 from synthetic import SOLO_MS, write_run
 
 from tenancy.analysis.advise import Evidence, Measured, parse_pairs, plan
@@ -87,7 +87,7 @@ def study(tmp_path_factory):
 
 
 def test_cli_plans_from_a_study_as_json(study):
-    proc = tenancy("advise", str(study), "--gpus", "1", "--json")
+    proc = tenancy_here("advise", str(study), "--gpus", "1", "--json")
     assert proc.returncode == 0, proc.stderr
     p = json.loads(proc.stdout)
     (gpu,) = p["gpus"]
@@ -98,6 +98,6 @@ def test_cli_plans_from_a_study_as_json(study):
 
 
 def test_cli_refuses_an_impossible_slo_in_one_line(study):
-    proc = tenancy("advise", str(study), "--gpus", "2", "--slo", "bert=1")
+    proc = tenancy_here("advise", str(study), "--gpus", "2", "--slo", "bert=1")
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: impossible SLO: bert needs 1 ms")

@@ -9,7 +9,7 @@ import pytest
 
 from tenancy.autoscale.fleet import Fleet, Replica, Router
 from tenancy.autoscale.replica import ReplicaSpec
-from tests.helpers import tenancy, write_scenario
+from helpers import tenancy, tenancy_here, write_scenario
 
 
 def test_jsq_picks_the_ready_replica_with_least_in_flight_and_round_robin_cycles():
@@ -79,9 +79,9 @@ def test_autoscale_block_is_validated_with_the_scenario(tmp_path):
     unknown["autoscale"]["policies"] = [{"policy": "magic"}]
     with pytest.raises(TenancyError, match="autoscale"):
         parse_scenario(unknown)
-    r = tenancy("run", write_scenario(tmp_path / "s.yaml", **BASE))
+    r = tenancy_here("run", write_scenario(tmp_path / "s.yaml", **BASE))
     assert r.returncode == 2 and "tenancy scale" in r.stderr and "Traceback" not in r.stderr
-    r = tenancy("scale", Path(__file__).parent.parent / "scenarios" / "demo-cpu.yaml")
+    r = tenancy_here("scale", Path(__file__).parent.parent / "scenarios" / "demo-cpu.yaml")
     assert r.returncode == 2 and r.stderr.startswith("error:") and "no autoscale block" in r.stderr
 
 
@@ -103,6 +103,6 @@ def test_one_small_real_run_serves_every_request_on_two_replicas(tmp_path):
     assert list(summary["mode"]) == ["real", "simulated"] and (summary["policy"] == "static-2").all()
     starts = pd.read_csv(out / "replica_starts.csv")
     assert len(starts) == 2 and (starts["cold_start_s"] > 0).all() and (starts["served"].sum() == len(req))
-    rep = tenancy("report", out)
+    rep = tenancy_here("report", out)
     assert rep.returncode == 0, rep.stderr
     assert (out / "report" / "figures" / "scale_replicas.png").exists()

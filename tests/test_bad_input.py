@@ -54,9 +54,9 @@ def write(path: Path, content) -> Path:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_each_listed_mistake_is_one_line_before_anything_runs(case, tmp_path, monkeypatch, capsys):
+def test_each_listed_mistake_is_one_line_before_anything_runs(case, tmp_path):
     path = write(tmp_path / f"{case}.yaml", CASES[case])
-    code, err = run_cli(monkeypatch, capsys, "run", path, "--out", tmp_path / "out")
+    code, err = run_cli("run", path, "--out", tmp_path / "out")
     assert_one_line_error(code, err, path, tmp_path / "out")
 
 
@@ -78,16 +78,16 @@ def test_the_line_names_the_field_and_the_fix(case, words, tmp_path):
 
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00n\x00a\x00m\x00e", bytes(range(256)),
                                      b"a:\n" + b"".join(b" " * i + b"- \n" for i in range(1, 2)) + b"[" * 5000])
-def test_binary_non_utf8_and_deep_files(content, tmp_path, monkeypatch, capsys):
+def test_binary_non_utf8_and_deep_files(content, tmp_path):
     path = tmp_path / "weird.yaml"
     path.write_bytes(content)
-    code, err = run_cli(monkeypatch, capsys, "run", path, "--out", tmp_path / "out")
+    code, err = run_cli("run", path, "--out", tmp_path / "out")
     assert_one_line_error(code, err, path, tmp_path / "out")
 
 
-def test_exclusive_process_flag_needs_an_mps_scenario(tmp_path, monkeypatch, capsys):
+def test_exclusive_process_flag_needs_an_mps_scenario(tmp_path):
     path = write(tmp_path / "ts.yaml", scenario(sharing="timeslice"))
-    code, err = run_cli(monkeypatch, capsys, "run", path, "--mps-exclusive-process", "--out", tmp_path / "out")
+    code, err = run_cli("run", path, "--mps-exclusive-process", "--out", tmp_path / "out")
     assert code == 2 and "--mps-exclusive-process applies to sharing: mps only" in err
     assert not (tmp_path / "out").exists()
 
@@ -128,7 +128,7 @@ def _mutations(data: object, rng: random.Random) -> object:
     return data
 
 
-def test_fuzz_mutated_shipped_scenarios_never_escape_the_one_line_rule(tmp_path, monkeypatch, capsys):
+def test_fuzz_mutated_shipped_scenarios_never_escape_the_one_line_rule(tmp_path):
     """240 mutations of the shipped scenario files: every one is either still a valid
     scenario (not run here) or exit 2 with one line naming the file; never a traceback."""
     from tenancy.core.errors import TenancyError
@@ -153,7 +153,7 @@ def test_fuzz_mutated_shipped_scenarios_never_escape_the_one_line_rule(tmp_path,
         try:
             expand_file(path)
         except TenancyError:
-            code, err = run_cli(monkeypatch, capsys, "run", path, "--out", tmp_path / f"out{i}")
+            code, err = run_cli("run", path, "--out", tmp_path / f"out{i}")
             if code != 2 or len(err.strip().splitlines()) != 1:
                 # a matrix file: `run` refuses it with its own one-liner (exit 2) as well
                 pytest.fail(err)
@@ -161,7 +161,7 @@ def test_fuzz_mutated_shipped_scenarios_never_escape_the_one_line_rule(tmp_path,
 
 
 @pytest.mark.parametrize("args", [["run"], ["serve", "--no-such-flag"], ["sweep", "--device", "tpu", "x"]])
-def test_usage_mistakes_share_the_one_line_style(args, monkeypatch, capsys):
-    code, err = run_cli(monkeypatch, capsys, *args)
+def test_usage_mistakes_share_the_one_line_style(args):
+    code, err = run_cli(*args)
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert "--help" in err and "Usage:" not in err

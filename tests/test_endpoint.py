@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import tenancy, write_scenario
+from helpers import tenancy, tenancy_here, write_scenario
 
 from tenancy.endpoint.client import drive, request_row
 from tenancy.endpoint.process import Server, free_port
@@ -58,7 +58,7 @@ def pair(tmp_path_factory):
     pids = tmp / "pids"
     path = scenario(tmp, endpoint_tenant("a", "--delay-ms", "2", pid_file=pids),
                     endpoint_tenant("b", "--delay-ms", "4", pid_file=pids, slos={"ttft_ms": 5000}), warmup=2)
-    proc = tenancy("run", path, "--out", tmp / "run")
+    proc = tenancy_here("run", path, "--out", tmp / "run")
     assert proc.returncode == 0, proc.stderr
     return tmp / "run", pids
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import tenancy, vllm_python, write_scenario
+from helpers import tenancy, tenancy_here, vllm_python, write_scenario
 
 from tenancy.models.hf_folder import TINY_LLAMA, build_folder
 
@@ -64,7 +64,7 @@ def check_contract(run: Path, solo: list[str], shared: list[str]) -> pd.DataFram
     assert (req["output_len"] == req["max_new_tokens"]).all()  # ignore_eos, counted from usage
     logs = sorted(p.name for p in (run / "logs").glob("*.log"))
     assert len(logs) == len(solo) + len(shared), logs  # each server's output, solo and shared
-    report = tenancy("report", run, "--out", run / "report")
+    report = tenancy_here("report", run, "--out", run / "report")
     assert report.returncode == 0, report.stderr[-2000:]
     assert not _left_over(run), "a server outlived the run"
     print(summary[["phase", "tenant", "n", "mean_ms", "prefill_ms", "decode_ms_per_token", "items_per_s",

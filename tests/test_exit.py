@@ -39,7 +39,7 @@ def test_a_decorated_spawn_target_pickles_by_name():
     assert process_main.__name__ == "process_main" and "spawned tenant" in process_main.__doc__
 
 
-def test_a_command_run_in_a_test_process_leaves_that_process_as_it_was(tmp_path, monkeypatch, capsys):
+def test_a_command_run_in_a_test_process_leaves_that_process_as_it_was(tmp_path):
     """What tests call (run_command) stops short of main()'s teardown: reaping the resource tracker
     made it unlink every semaphore this process still held (a FileNotFoundError traceback per
     semaphore when this process exited), and freezing the heap stopped its garbage collection."""
@@ -50,7 +50,7 @@ def test_a_command_run_in_a_test_process_leaves_that_process_as_it_was(tmp_path,
 
     lock = get_context("spawn").Lock()  # registered with the tracker, as a run's barrier is
     tracker, frozen = resource_tracker._resource_tracker._pid, gc.get_freeze_count()
-    code, err = run_cli(monkeypatch, capsys, "run", tmp_path / "missing.yaml")
+    code, err = run_cli("run", tmp_path / "missing.yaml")
     assert code == 2 and err.startswith("error:")
     assert resource_tracker._resource_tracker._pid == tracker and gc.get_freeze_count() == frozen
     assert Path("/dev/shm", "sem." + lock._semlock.name.lstrip("/")).exists()  # still linked

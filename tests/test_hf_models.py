@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import FAST, tenancy, write_scenario
+from helpers import FAST, tenancy, tenancy_here, write_scenario
 
 from tenancy.analysis import roofline
 from tenancy.core.errors import TenancyError
@@ -77,13 +77,13 @@ def test_unknown_name_says_what_was_looked_for(tmp_path):
 
 
 def test_models_cli_lists_a_folder_and_refuses_an_unknown_one(folders):
-    proc = tenancy("models", folders["qwen3"], folders["modernbert"])
+    proc = tenancy_here("models", folders["qwen3"], folders["modernbert"])
     assert proc.returncode == 0, proc.stderr
     lines = {ln.split("│")[1].strip(): ln for ln in proc.stdout.splitlines() if ln.count("│") > 3}
     row = next(ln for name, ln in lines.items() if name.endswith("qwen3"))
     assert "decoder" in row and "qwen3" in row and "256" in row
     assert "encoder" in next(ln for name, ln in lines.items() if name.endswith("modernbert"))
-    bad = tenancy("models", "/no/such/folder")
+    bad = tenancy_here("models", "/no/such/folder")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "Hugging Face cache" in bad.stderr
 
@@ -121,14 +121,14 @@ def test_run_with_a_folder_encoder_and_a_folder_decoder(folders, tmp_path):
     path = write_scenario(tmp_path / "hf.yaml", name="hf", sharing="timeslice", **FAST, tenants=[
         dict(name="enc", model=folders["modernbert"], batch=1, seq=8),
         dict(name="dec", model=folders["qwen3"], weights="pretrained", batch=1, seq=8, new_tokens=4)])
-    proc = tenancy("run", path, "--out", tmp_path / "run")
+    proc = tenancy_here("run", path, "--out", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert [t["task"] for t in manifest["scenario"]["tenants"]] == ["forward", "generate"]
     summary = pd.read_csv(tmp_path / "run" / "summary.csv")
     assert set(summary["tenant"]) == {"enc", "dec"} and set(summary["phase"]) == {"solo", "shared"}
-    report = tenancy("report", tmp_path / "run")
+    report = tenancy_here("report", tmp_path / "run")
     assert report.returncode == 0, report.stderr
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import tenancy, tiny, write_scenario
+from helpers import tenancy_here, tiny, write_scenario
 
 from tenancy.core.errors import TenancyError
 from tenancy.harness.matrix import expand, expand_file, load_single
@@ -74,7 +74,7 @@ def test_matrix_errors_are_one_line_naming_file_and_key(matrix, expected):
 
 def test_run_refuses_a_matrix_of_several_runs(tmp_path):
     path = write_scenario(tmp_path / "mx.yaml", **BASE, matrix={"sharing": ["timeslice", "streams"]})
-    res = tenancy("run", path, "--out", tmp_path / "out", timeout=120)
+    res = tenancy_here("run", path, "--out", tmp_path / "out")
     assert res.returncode == 2
     assert res.stderr.strip() == f"error: {path}: a matrix of 2 runs; run them all with `tenancy sweep {path}`"
     assert not (tmp_path / "out").exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import tenancy
+from helpers import tenancy_here
 from synthetic import write_run
 
 from tenancy.analysis import stats as tstats
@@ -177,7 +177,7 @@ def test_compare_three_studies_on_the_command_line(tmp_path):
     for name, scale in (("a", 1.0), ("b", 1.3), ("c", 0.7)):
         synthetic_study(tmp_path / name, scale)
     out = tmp_path / "cmp"
-    res = tenancy("report", "--compare", tmp_path / "a", tmp_path / "b", tmp_path / "c", "-o", out, timeout=300)
+    res = tenancy_here("report", "--compare", tmp_path / "a", tmp_path / "b", tmp_path / "c", "-o", out)
     assert res.returncode == 0, res.stderr
     assert (out / "figures/compare.png").stat().st_size > 10_000
     table = pd.read_csv(out / "tables/compare.csv")
@@ -188,16 +188,16 @@ def test_compare_three_studies_on_the_command_line(tmp_path):
     comparison = md.split("### Comparison")[1].split("###")[0]
     assert "b (CPU) against a (CPU)" in comparison and "c (CPU) against a (CPU)" in comparison
     # the README's form: --compare A B -o OUT
-    res = tenancy("report", "--compare", tmp_path / "a", tmp_path / "b", "-o", tmp_path / "cmp2", timeout=300)
+    res = tenancy_here("report", "--compare", tmp_path / "a", tmp_path / "b", "-o", tmp_path / "cmp2")
     assert res.returncode == 0 and (tmp_path / "cmp2/figures/compare.png").exists(), res.stderr
-    res = tenancy("report", "--compare", tmp_path / "a", "-o", tmp_path / "cmp3", timeout=120)
+    res = tenancy_here("report", "--compare", tmp_path / "a", "-o", tmp_path / "cmp3")
     assert res.returncode == 2 and "two or more" in res.stderr
 
 
 @pytest.fixture(scope="session")
 def shipped_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    res = tenancy("report", STUDY, "-o", out, timeout=300)
+    res = tenancy_here("report", STUDY, "-o", out)
     assert res.returncode == 0, res.stderr
     return out, res
 
@@ -290,7 +290,7 @@ def _broken_dirs(root: Path) -> dict[str, Path]:
 ])
 def test_a_broken_run_directory_is_one_line_and_exit_2(tmp_path, case, expected):
     path = _broken_dirs(tmp_path)[case]
-    res = tenancy("report", path, "-o", tmp_path / "out", timeout=120)
+    res = tenancy_here("report", path, "-o", tmp_path / "out")
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: nothing to report: ") and expected in lines[0], res.stderr
@@ -310,7 +310,7 @@ def test_a_folder_of_runs_of_every_kind_reports_what_it_understands_and_names_th
     shutil.copytree(ROOT / "results/reference/autoscale-cpu", root / "autoscale")
     (root / "notes").mkdir()
     (root / "notes" / "bench.md").write_text("# numbers\n")
-    res = tenancy("report", root, "-o", tmp_path / "out", timeout=300)
+    res = tenancy_here("report", root, "-o", tmp_path / "out")
     assert res.returncode == 0, res.stderr
     skipped = [ln for ln in res.stderr.splitlines() if ln.startswith("skipped ")]
     assert len([ln for ln in skipped if "/study/" in ln]) == 3, res.stderr

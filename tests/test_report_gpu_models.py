@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import tenancy
+from helpers import tenancy_here
 from synthetic import write_run
 from tenancy.report import load
 
@@ -35,7 +35,7 @@ def test_runs_are_grouped_by_gpu_model(tmp_path):
 
 def test_report_of_a_mixed_study_is_one_report_per_gpu_model(tmp_path):
     study = _study(tmp_path)
-    res = tenancy("report", study, "-o", tmp_path / "rep", timeout=300)
+    res = tenancy_here("report", study, "-o", tmp_path / "rep")
     assert res.returncode == 0, res.stderr
     warning = [line for line in res.stderr.splitlines() if line.startswith("warning: runs on 3 GPU models")]
     assert len(warning) == 1 and "NVIDIA H100 80GB HBM3: 2 run(s)" in warning[0]

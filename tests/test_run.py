@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import FAST, broken_weights, tenancy, tiny, write_scenario
+from helpers import FAST, broken_weights, tenancy, tenancy_here, tiny, write_scenario
 
 from tenancy.harness.launch import Launch, run_processes
 from tenancy.harness.runner import Runner, resolve
@@ -27,7 +27,7 @@ def pair_run(tmp_path_factory):
     path = write_scenario(tmp / "pair.yaml", name="pair", sharing="timeslice", **FAST, tenants=[
         tiny("enc", "bert-base", batch=1, seq=8),
         tiny("dec", "distilgpt2", task="generate", seq=32, new_tokens=12)])
-    proc = tenancy("run", path, "--out", tmp / "run")
+    proc = tenancy_here("run", path, "--out", tmp / "run")
     assert proc.returncode == 0, proc.stderr
     return tmp / "run"
 
@@ -231,7 +231,7 @@ def test_serving_engine_runs_as_a_tenant(tmp_path):
         {"name": "llm", "model": "llama-3.2-1b", "size": "tiny", "task": "serve", "serving": {
             "max_batch_size": 4, "workload": {"arrival": "poisson", "rate": 12, "num_requests": 6,
                                               "input_len": [8, 24], "output_len": [2, 6]}}}])
-    proc = tenancy("run", path, "--out", tmp_path / "run")
+    proc = tenancy_here("run", path, "--out", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
     requests = pd.read_parquet(tmp_path / "run" / "requests.parquet")
     samples = pd.read_parquet(tmp_path / "run" / "samples.parquet")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import tenancy, tiny, write_scenario
+from helpers import tenancy_here, tiny, write_scenario
 
 from tenancy.core.errors import TenancyError
 from tenancy.harness.scenario import parse_scenario
@@ -55,7 +55,7 @@ def test_cli_bad_scenario_is_one_line_exit_2_and_writes_nothing(tmp_path, text, 
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     out = tmp_path / "run"
-    proc = tenancy("run", path, "--out", out)
+    proc = tenancy_here("run", path, "--out", out)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0], proc.stderr
@@ -65,14 +65,14 @@ def test_cli_bad_scenario_is_one_line_exit_2_and_writes_nothing(tmp_path, text, 
 
 def test_cli_cuda_without_gpu_is_exit_2(tmp_path):
     path = write_scenario(tmp_path / "s.yaml", **GOOD)
-    proc = tenancy("run", path, "--device", "cuda", "--out", tmp_path / "run")
+    proc = tenancy_here("run", path, "--device", "cuda", "--out", tmp_path / "run")
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: device 'cuda' requested but")
     assert not (tmp_path / "run").exists()
 
 
 def test_missing_file_is_one_line(tmp_path):
-    proc = tenancy("run", tmp_path / "nope.yaml")
+    proc = tenancy_here("run", tmp_path / "nope.yaml")
     assert proc.returncode == 2 and "cannot read" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 

@@ -18,14 +18,14 @@ TINY = ["--model", "distilgpt2", "--size", "tiny", "--device", "cpu"]
 
 
 @pytest.mark.parametrize("engine", ["iteration", "request", "hf"])
-def test_serve_writes_a_run_directory(tmp_path, engine, monkeypatch, capsys):
+def test_serve_writes_a_run_directory(tmp_path, engine):
     cfg = tmp_path / "serving.yaml"
     cfg.write_text(
         "model: distilgpt2\nsize: tiny\nmax_batch_size: 4\nworkload:\n  arrival: poisson\n  rate: 200\n"
         "  num_requests: 6\n  input_len: [4, 12]\n  output_len: 3\nslos:\n  ttft_ms: 10000\n"
     )
     out = tmp_path / "run"
-    code, err = run_cli(monkeypatch, capsys, "serve", cfg, "--engine", engine, "--device", "cpu", "--out", out)
+    code, err = run_cli("serve", cfg, "--engine", engine, "--device", "cpu", "--out", out)
     assert code == 0, err
     df = pd.read_parquet(out / "requests.parquet")
     assert sorted(df["request_id"]) == list(range(6)) and (df["status"] == "finished").all()
@@ -45,24 +45,24 @@ def test_serve_writes_a_run_directory(tmp_path, engine, monkeypatch, capsys):
     (["--device", "abacus"], "--device"),
     (["--max-batch-size", "64", "--max-tokens-per-iteration", "8"], "must cover max_batch_size"),
 ])
-def test_bad_input_is_one_line_exit_2(args, message, monkeypatch, capsys):
-    code, err = run_cli(monkeypatch, capsys, "serve", *args)
+def test_bad_input_is_one_line_exit_2(args, message):
+    code, err = run_cli("serve", *args)
     assert code == 2, err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_bad_yaml_is_one_line(tmp_path, monkeypatch, capsys):
+def test_bad_yaml_is_one_line(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("model: distilgpt2\nworkload: {arrival: sometimes}\n")
-    code, err = run_cli(monkeypatch, capsys, "serve", cfg)
+    code, err = run_cli("serve", cfg)
     assert code == 2 and err.startswith(f"error: {cfg}: workload.arrival: Input should be")
     cfg.write_bytes(b"model: \xff\xfe\n")
-    code, err = run_cli(monkeypatch, capsys, "serve", cfg)
+    code, err = run_cli("serve", cfg)
     assert code == 2 and "not a UTF-8 text file" in err
     for text, words in [("- a\n- b\n", "expected a mapping of fields, got list"), ("5\n", "got int"),
                         ("workload: 5\n", "workload: Input should be a valid dictionary")]:
         cfg.write_text(text)  # an option never papers over the file's own mistake
-        code, err = run_cli(monkeypatch, capsys, "serve", cfg, "--rate", "3")
+        code, err = run_cli("serve", cfg, "--rate", "3")
         assert code == 2 and err.startswith(f"error: {cfg}: ") and words in err, err
 
 
@@ -89,7 +89,7 @@ def test_every_config_field_is_an_option_with_its_help():
     assert {p.name for p in serve_command.params} >= {"config", "out", "device", *options}
 
 
-def test_a_scenario_with_one_serve_tenant_is_a_serve_config(tmp_path, monkeypatch, capsys):
+def test_a_scenario_with_one_serve_tenant_is_a_serve_config(tmp_path):
     """The model comes from the tenant and the seed from the scenario, as in `tenancy run`."""
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"name": "s", "device": "cpu", "seed": 5, "tenants": [
@@ -97,21 +97,21 @@ def test_a_scenario_with_one_serve_tenant_is_a_serve_config(tmp_path, monkeypatc
          "serving": {"max_batch_size": 2, "workload": {"num_requests": 2, "input_len": 4, "output_len": 2,
                                                       "rate": 500}}}]}))
     out = tmp_path / "run"
-    code, err = run_cli(monkeypatch, capsys, "serve", path, "--out", out, "--max-batch-size", "3")
+    code, err = run_cli("serve", path, "--out", out, "--max-batch-size", "3")
     assert code == 0, err
     cfg = json.loads((out / "manifest.json").read_text())["config"]
     assert (cfg["model"], cfg["size"], cfg["seed"], cfg["max_batch_size"]) == ("distilgpt2", "tiny", 5, 3)
     two = yaml.safe_load(path.read_text())
     two["tenants"].append({"name": "bert", "model": "bert-base", "size": "tiny"})
     path.write_text(yaml.safe_dump(two))
-    code, err = run_cli(monkeypatch, capsys, "serve", path)
+    code, err = run_cli("serve", path)
     assert code == 2 and "run it with `tenancy run" in err
 
 
-def test_failed_requests_exit_1_with_the_first_reason(tmp_path, monkeypatch, capsys):
+def test_failed_requests_exit_1_with_the_first_reason(tmp_path):
     """Requests that can never fit the KV pool fail; the run is written, and the exit code says so."""
     out = tmp_path / "run"
-    code, err = run_cli(monkeypatch, capsys, "serve", *TINY, "--num-requests", "3", "--input-len", "64",
+    code, err = run_cli("serve", *TINY, "--num-requests", "3", "--input-len", "64",
                         "--output-len", "2", "--num-blocks", "2", "--block-size", "4", "--out", out)
     assert code == 1
     assert "error: 3 of 3 requests failed; first: needs 66 tokens of KV cache" in err
@@ -119,7 +119,7 @@ def test_failed_requests_exit_1_with_the_first_reason(tmp_path, monkeypatch, cap
     assert json.loads((out / "manifest.json").read_text())["status"] == "failed"
 
 
-def test_interrupt_writes_what_arrived_and_exits_130(tmp_path, monkeypatch, capsys):
+def test_interrupt_writes_what_arrived_and_exits_130(tmp_path, monkeypatch):
     """Ctrl-C / SIGTERM (main() turns both into KeyboardInterrupt) in the middle of the workload:
     requests that had arrived are written, the unfinished ones marked, the manifest says so."""
     from tenancy.serving.engine import LLMEngine
@@ -134,7 +134,7 @@ def test_interrupt_writes_what_arrived_and_exits_130(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(LLMEngine, "step", step)
     out = tmp_path / "run"
-    code, err = run_cli(monkeypatch, capsys, "serve", *TINY, "--num-requests", "40", "--rate", "1000",
+    code, err = run_cli("serve", *TINY, "--num-requests", "40", "--rate", "1000",
                         "--input-len", "4", "--output-len", "4", "--max-batch-size", "2", "--out", out)
     assert code == 130 and "interrupted" in err
     df = pd.read_parquet(out / "requests.parquet")
@@ -143,12 +143,12 @@ def test_interrupt_writes_what_arrived_and_exits_130(tmp_path, monkeypatch, caps
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
 
 
-def test_report_refuses_a_serve_directory_by_name(tmp_path, monkeypatch, capsys):
+def test_report_refuses_a_serve_directory_by_name(tmp_path):
     from tenancy.core.errors import TenancyError
     from tenancy.report.load import read
 
     out = tmp_path / "run"
-    code, err = run_cli(monkeypatch, capsys, "serve", *TINY, "--num-requests", "2", "--input-len", "8",
+    code, err = run_cli("serve", *TINY, "--num-requests", "2", "--input-len", "8",
                         "--output-len", "2", "--device", "auto", "--out", out)
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())

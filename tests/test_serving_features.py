@@ -142,9 +142,9 @@ def test_flashinfer_plan_inputs():
     assert plan_inputs(Spans([0], [1], [16], [[4, 5, 6, 7]]), bs).last_page_len.tolist() == [4]
 
 
-def test_save_tokens_writes_output_token_ids(tmp_path, monkeypatch, capsys):
+def test_save_tokens_writes_output_token_ids(tmp_path):
     out = tmp_path / "run"
-    code, err = run_cli(monkeypatch, capsys, "serve", "--model", "distilgpt2", "--size", "tiny", "--device", "cpu",
+    code, err = run_cli("serve", "--model", "distilgpt2", "--size", "tiny", "--device", "cpu",
                         "--num-requests", "3", "--rate", "500", "--input-len", "4-8", "--output-len", "3",
                         "--max-batch-size", "4", "--save-tokens", "--out", out)
     assert code == 0, err

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import FAST, broken_weights, machine, tenancy, tiny, write_scenario
+from helpers import FAST, broken_weights, machine, tenancy, tenancy_here, tiny, write_scenario
 
 from tenancy.core.errors import TenancyError
 from tenancy.gpu import devices, environment
@@ -112,7 +112,7 @@ def test_a_changed_scenario_is_measured_again(study, tmp_path):
 
 
 def test_dry_run_lists_runs_and_memory_without_running(tmp_path):
-    res = tenancy("sweep", ROOT / "scenarios/cpu", "--dry-run", "--out", tmp_path / "s", timeout=120)
+    res = tenancy_here("sweep", ROOT / "scenarios/cpu", "--dry-run", "--out", tmp_path / "s")
     assert res.returncode == 0, res.stderr
     assert "21 run(s), device cpu" in res.stdout  # the suite's 20 and the A/A control
     assert "pair.tenants=bert+gpt2.sharing=timeslice" in res.stdout and "GiB" in res.stdout
@@ -161,7 +161,7 @@ def test_cli_run_refuses_what_the_host_cannot_hold(tmp_path):
         pytest.skip("this machine has room for mistral-7b in float32")
     path = write_scenario(tmp_path / "big.yaml", name="big", device="cpu", sharing="exclusive",
                           tenants=[{"name": "m", "model": "mistral-7b"}])
-    res = tenancy("run", path, "--out", tmp_path / "run", timeout=300)
+    res = tenancy_here("run", path, "--out", tmp_path / "run")
     assert res.returncode == 2 and res.stderr.startswith("error: big: too big for host memory: needs ~"), res.stderr
     assert res.stderr.count("\n") == 1 and not (tmp_path / "run").exists()
 
@@ -213,9 +213,9 @@ def test_a_study_starts_with_an_a_a_control(tmp_path):
     assert control.tenants[0].model_dump() == {**runs[1].scenario.tenants[0].model_dump(), "copies": 1}
     assert (control.iterations, control.min_duration_s, control.repeats) == (FAST["iterations"], 1.5, 1)
     assert with_control(runs) == runs
-    res = tenancy("sweep", path, "--dry-run")
+    res = tenancy_here("sweep", path, "--dry-run")
     assert res.returncode == 0 and "control-aa.bert" in res.stdout + res.stderr
-    res = tenancy("sweep", path, "--dry-run", "--no-control")
+    res = tenancy_here("sweep", path, "--dry-run", "--no-control")
     assert "control-aa" not in res.stdout + res.stderr
 
 
