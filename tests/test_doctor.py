@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import machine
+from helpers import machine, tenancy_here
 
 from tenancy.cli import doctor
 from tenancy.gpu import environment
@@ -29,10 +29,10 @@ def _rows(rows) -> dict[str, doctor.Check]:
 def test_on_a_machine_without_a_gpu_it_says_so_and_passes():
     if environment.nvml_gpus():
         pytest.skip("this machine has a GPU")
-    table = _doctor()
+    table = tenancy_here("doctor")
     assert table.returncode == 0, table.stderr
     assert "no NVIDIA GPU here" in " ".join(table.stdout.split()) and "nothing blocks a run here" in table.stdout
-    report = json.loads(_doctor("--json").stdout)
+    report = json.loads(tenancy_here("doctor", "--json").stdout)
     rows = {r["name"]: r for r in report["checks"]}
     assert not report["blocked"] and rows["NVIDIA GPU"]["status"] == "info"
     assert "timeslice" in rows["NVIDIA GPU"]["detail"] and "sharing mps" in rows["NVIDIA GPU"]["detail"]

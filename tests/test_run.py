@@ -116,7 +116,7 @@ def test_window_rule_fast_tenant_keeps_running_for_the_slow_one(pair_run):
 def test_results_never_overwrite_a_run(pair_run, tmp_path):
     before = (pair_run / "samples.parquet").stat().st_mtime_ns
     path = write_scenario(tmp_path / "s.yaml", name="again", **FAST, tenants=[tiny("a", "bert-base")])
-    proc = tenancy("run", path, "--out", pair_run)
+    proc = tenancy_here("run", path, "--out", pair_run)
     assert proc.returncode == 2 and "already exists" in proc.stderr
     assert (pair_run / "samples.parquet").stat().st_mtime_ns == before
 
