@@ -37,8 +37,10 @@ def cluster():
         _cannot("submitit is not installed (pip install 'tenancy[slurm]')")
     if os.geteuid() != 0:
         _cannot("the local Slurm cluster needs root (munged, slurmd)")
-    if not shutil.which("sbatch") and not shutil.which("apt-get"):
-        _cannot("Slurm is not installed and there is no apt-get to install slurm-wlm and munge")
+    # a test run never installs system packages: `up` would apt-get what is missing
+    missing = [c for c in ("sbatch", "slurmctld", "slurmd", "munged") if not shutil.which(c)]
+    if missing:
+        _cannot(f"Slurm is not installed ({', '.join(missing)} missing; tools/slurm_local.sh install)")
     up = subprocess.run([str(SCRIPT), "up"], capture_output=True, text=True, timeout=600)
     if up.returncode != 0:
         _cannot(f"tools/slurm_local.sh up failed: {' '.join(up.stderr.strip().splitlines()[-1:])}")
